@@ -1,0 +1,1 @@
+"""tac_jax: Total Activation Classifiers in JAX/Flax."""
