@@ -1,0 +1,50 @@
+"""Metrics over confidence scores, oriented so that higher means "more in-distribution /
+more likely correct": OOD detection, misclassification detection and selective
+classification, calibration, reject/defer value, and their uncertainty."""
+
+from tac_jax.metrics.bootstrap import aggregate_seeds, bootstrap_ci, bootstrap_ci_two_sample
+from tac_jax.metrics.calibration import brier, ece, nll
+from tac_jax.metrics.ood import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics, roc_curve
+from tac_jax.metrics.selective import (
+    accuracy_at_coverage,
+    aurc,
+    e_aurc,
+    misclassification_auroc,
+    risk_coverage_curve,
+)
+from tac_jax.metrics.value import (
+    Costs,
+    best_threshold,
+    disagreement_policy,
+    gated_policy,
+    selective_value,
+    value_at_threshold,
+    value_curve,
+)
+
+__all__ = [
+    "Costs",
+    "accuracy_at_coverage",
+    "aggregate_seeds",
+    "aupr_in",
+    "aupr_out",
+    "aurc",
+    "auroc",
+    "best_threshold",
+    "bootstrap_ci",
+    "bootstrap_ci_two_sample",
+    "brier",
+    "disagreement_policy",
+    "e_aurc",
+    "ece",
+    "fpr_at_tpr",
+    "gated_policy",
+    "misclassification_auroc",
+    "nll",
+    "ood_metrics",
+    "risk_coverage_curve",
+    "roc_curve",
+    "selective_value",
+    "value_at_threshold",
+    "value_curve",
+]

@@ -1,0 +1,1 @@
+"""Training: state, sharded update step, loop and checkpoints."""
