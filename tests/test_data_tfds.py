@@ -1,6 +1,5 @@
 """Tests for tac_jax.data.tfds, offline through `tfds.testing.mock_data`."""
 
-import importlib.util
 import sys
 
 import numpy as np
@@ -37,11 +36,8 @@ def test_load_tfds_other_keys_and_errors():
         tfds_data.load_tfds("mnist", "train", method="stream")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow") is None,
-    reason="method='load' reads through tf.data; it runs where TensorFlow is installed",
-)
 def test_load_tfds_through_tf_data():
+    # method="load" reads through tf.data: the [tfds] extra (installed for tests) has TF.
     with tfds.testing.mock_data(num_examples=5):
         images, labels = tfds_data.load_tfds("mnist", "train", method="load")
     assert images.shape == (5, 28, 28, 1)
