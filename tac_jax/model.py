@@ -197,16 +197,22 @@ class TACModel:
           **kwargs: passed to the base module (e.g. ``mask=`` for text).
         """
         self.resolve(x, **kwargs)
-        key_base, key_head = jax.random.split(key)
-        base_variables = dict(self.base.init(key_base, x, train=False, **kwargs))
-        base_variables.pop("intermediates", None)
-        _, state = self._run_base(base_variables, x, train=False, rngs=None, **kwargs)
-        pooled = self._pool(feature_dict(state["intermediates"]))
-        head_params = self.head.init(key_head, pooled)["params"]
-        params = {"base": base_variables.pop("params"), "tac": head_params}
-        if self.learn_scale:
-            params["scale"] = jnp.asarray(self.scale, jnp.float32)
-        return {"params": params, **base_variables}
+
+        # One compiled program: initialising op by op compiles every random draw apart.
+        @jax.jit
+        def init(key, x, kwargs):
+            key_base, key_head = jax.random.split(key)
+            base_variables = dict(self.base.init(key_base, x, train=False, **kwargs))
+            base_variables.pop("intermediates", None)
+            _, state = self._run_base(base_variables, x, train=False, rngs=None, **kwargs)
+            pooled = self._pool(feature_dict(state["intermediates"]))
+            head_params = self.head.init(key_head, pooled)["params"]
+            params = {"base": base_variables.pop("params"), "tac": head_params}
+            if self.learn_scale:
+                params["scale"] = jnp.asarray(self.scale, jnp.float32)
+            return {"params": params, **base_variables}
+
+        return init(key, x, kwargs)
 
     def with_base(
         self, variables: Mapping[str, Any], base_variables: Mapping[str, Any]

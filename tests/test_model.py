@@ -1,3 +1,5 @@
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -35,6 +37,7 @@ X = jax.random.uniform(jax.random.key(0), (8, 10, 10, 1))
 BATCH = {"image": X, "label": jnp.arange(8) % 4}
 
 
+@functools.cache
 def _trained_base():
     base = TinyNet()
     variables = base.init(jax.random.key(1), X)
@@ -49,8 +52,8 @@ def _grads(model, variables, key=None):
     key = jax.random.key(5) if key is None else key
     params = variables["params"]
     rest = {k: v for k, v in variables.items() if k != "params"}
-    grad_fn = jax.grad(lambda p: tac_objective(model, p, rest, BATCH, key, TACLossConfig())[0])
-    return grad_fn(params)
+    grad_fn = jax.jit(jax.grad(lambda p, k: tac_objective(model, p, rest, BATCH, k)[0]))
+    return grad_fn(params, key)
 
 
 def test_layers_resolved_codes_and_activation_shape():
@@ -121,7 +124,7 @@ def test_scratch_mode_trains_body_and_detaches_head():
     rest = {k: v for k, v in variables.items() if k != "params"}
     key = jax.random.key(3)
     loss_fn = lambda p: tac_objective(model, p, rest, BATCH, key)
-    (_, (metrics, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (_, (metrics, updates)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
     assert float(jnp.abs(grads["base"]["conv1"]["kernel"]).max()) > 0
     assert float(jnp.abs(grads["base"]["head"]["kernel"]).max()) > 0
     assert "batch_stats" in updates and "head_ce" in metrics

@@ -26,6 +26,8 @@ class MnistCNN(nn.Module):
     Attributes:
       num_classes: number of output logits.
       channels: output channels per convolution; ``(64, 128, 256, 512)`` in the paper.
+      strides: stride of each convolution; all 1 in the paper. Strides of 2 make a
+        cheaper network for CPU runs.
       negative_slope: leaky-ReLU slope (0.01, the default of the authors' PyTorch code).
       dropout_rate: dropout after each convolution (rng ``"dropout"``); 0 in the paper.
       dtype: compute dtype.
@@ -41,6 +43,7 @@ class MnistCNN(nn.Module):
 
     num_classes: int
     channels: Sequence[int] = (64, 128, 256, 512)
+    strides: Sequence[int] | None = None
     negative_slope: float = 0.01
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
@@ -61,9 +64,15 @@ class MnistCNN(nn.Module):
             nn.Conv, kernel_size=(3, 3), padding="VALID", dtype=self.dtype,
             param_dtype=self.param_dtype,
         )  # fmt: skip
+        strides = self.strides or (1,) * len(self.channels)
+        if len(strides) != len(self.channels):
+            raise ValueError(
+                f"expected one stride per convolution ({len(self.channels)}), got {len(strides)}"
+            )
         h = jnp.asarray(x, self.dtype)
-        for i, width in enumerate(self.channels):
-            h = nn.leaky_relu(conv(width)(h), negative_slope=self.negative_slope)
+        for i, (width, stride) in enumerate(zip(self.channels, strides, strict=True)):
+            h = conv(width, strides=(stride, stride))(h)
+            h = nn.leaky_relu(h, negative_slope=self.negative_slope)
             self.sow("intermediates", f"conv{i + 1}", h)
             h = nn.Dropout(self.dropout_rate)(h, deterministic=not train)
         return classifier_head(self, jnp.mean(h, axis=(1, 2)))
