@@ -277,8 +277,6 @@ class TACModel:
         base_train = train and not self.frozen
         logits, state = self._run_base(base_variables, x, train=base_train, rngs=rngs, **kwargs)
         features = feature_dict(state.pop("intermediates"))
-        if self.frozen:
-            features = jax.lax.stop_gradient(features)
         activation = self.head.apply({"params": variables["params"]["tac"]}, self._pool(features))
         out = TACOutput(logits=logits.astype(jnp.float32), activation=activation, features=features)
         return out, dict(state)
