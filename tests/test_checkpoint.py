@@ -117,6 +117,7 @@ def test_metadata_round_trip(tmp_path):
 
 def test_metadata_accepts_config_dict(tmp_path):
     import ml_collections
+
     config = ml_collections.ConfigDict({"lr": 0.1, "model": {"depth": 2}})
     with Checkpointer(tmp_path) as ckpt:
         ckpt.save(1, {"x": jnp.zeros(1)}, metadata=config, force=True)

@@ -1,5 +1,7 @@
-"""Evaluation inputs: image corruptions at five severities and the OOD suites built
-from them, from held-out classes, synthetic noise and public benchmark pairs."""
+"""Evaluation: image corruptions at five severities and the OOD suites built from them,
+from held-out classes, synthetic noise and public benchmark pairs; `evaluate_run`, which
+measures every confidence score of a trained run on them and writes a report; and
+`score_file`, which scores an array file with a trained run."""
 
 from tac_jax.evaluate.corruptions import (
     CORRUPTIONS,
@@ -7,6 +9,8 @@ from tac_jax.evaluate.corruptions import (
     corrupt,
     low_frequency_noise,
 )
+from tac_jax.evaluate.harness import evaluate_run
+from tac_jax.evaluate.scoring import SCORES, score_file
 from tac_jax.evaluate.suites import (
     FMNIST_CORRUPTIONS,
     SYNTHETIC_NAMES,
@@ -32,14 +36,17 @@ __all__ = [
     "TFDS_SHAPES",
     "TFDS_SUITES",
     "OODSet",
+    "SCORES",
     "TfdsOOD",
     "corrupt",
     "corruption_sets",
+    "evaluate_run",
     "fmnist_suite",
     "inverted_set",
     "load_tfds_images",
     "low_frequency_noise",
     "match_images",
+    "score_file",
     "split_held_out",
     "synthetic_sets",
     "tfds_suite",

@@ -1,0 +1,169 @@
+"""The ``tac-jax`` command: one subcommand per task, each a thin call into the library.
+
+    tac-jax train --config experiments/configs/smoke.py --workdir runs/smoke \\
+        [--config.steps=50 ...] [--coordinator-address HOST:PORT --num-processes N --process-id I]
+
+Errors the library raises for bad input (``ValueError``, ``FileNotFoundError``) are
+printed as one line on stderr with exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from tac_jax.config_io import apply_overrides, load_config, split_override_args
+
+EXIT_USAGE = 2
+
+
+def _add_distributed_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("multi-process (omit on one machine or under SLURM/TPU)")
+    group.add_argument("--coordinator-address", help="HOST:PORT of process 0")
+    group.add_argument("--num-processes", type=int, help="total number of processes")
+    group.add_argument("--process-id", type=int, help="this process's index")
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="Python config file with get_config() (FILE or FILE:ARG); override fields "
+        "with --config.KEY=VALUE",
+    )
+    parser.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics)")
+
+
+def _config(args: argparse.Namespace, extra: Sequence[str]):
+    return apply_overrides(load_config(args.config), split_override_args(extra))
+
+
+def _start_distributed(args: argparse.Namespace) -> None:
+    from tac_jax.parallel import initialize_distributed
+
+    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+
+
+def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Trains (or resumes) a run and prints its final metrics."""
+    config = _config(args, extra)
+    # Before anything touches a device: jax.distributed must start first.
+    _start_distributed(args)
+    from tac_jax.train.loop import train_and_evaluate
+
+    results = train_and_evaluate(config, args.workdir)
+    print(
+        " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in results.items())
+    )
+    return 0
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    help_text = "train a model (base, TAC add-on or TAC from scratch) and evaluate it"
+    parser = sub.add_parser("train", help=help_text, description=help_text)
+    _add_config_args(parser)
+    _add_distributed_args(parser)
+    # Unknown arguments of this subcommand are --config.KEY=VALUE overrides.
+    parser.set_defaults(run=cmd_train, overrides=True)
+
+
+def cmd_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Base CNN, TAC add-on and the full evaluation on Fashion-MNIST."""
+    from tac_jax.demo import run_demo
+
+    run_demo(
+        args.workdir, base_steps=args.base_steps, tac_steps=args.tac_steps,
+        num_ood=args.num_ood, bootstrap=args.bootstrap, command=" ".join(["tac-jax", *sys.argv[1:]]),
+    )  # fmt: skip
+    return 0
+
+
+def add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    help_text = "the main job: train a CNN on Fashion-MNIST, add TAC, evaluate every score"
+    parser = sub.add_parser("demo", help=help_text, description=help_text)
+    parser.add_argument("--workdir", default="runs/demo", help="run directory (default runs/demo)")
+    parser.add_argument("--base-steps", type=int, help="base training steps (config default)")
+    parser.add_argument("--tac-steps", type=int, help="TAC training steps (config default)")
+    parser.add_argument("--num-ood", type=int, default=2000, help="images per OOD set")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
+    parser.set_defaults(run=cmd_demo)
+
+
+def cmd_evaluate(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Every score, metric and plot for a trained run, into WORKDIR/report/."""
+    from tac_jax.evaluate import evaluate_run
+
+    evaluate_run(
+        args.workdir, suite=args.suite, num_ood=args.num_ood, bootstrap=args.bootstrap,
+        seed=args.seed, log=print, command=" ".join(["tac-jax", *sys.argv[1:]]),
+    )  # fmt: skip
+    print(f"report: {args.workdir}/report/report.md")
+    return 0
+
+
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    help_text = "score a trained run with TAC and every baseline; write report/ with plots"
+    parser = sub.add_parser("evaluate", help=help_text, description=help_text)
+    parser.add_argument("--workdir", required=True, help="a trained run's directory")
+    parser.add_argument("--suite", default="fmnist", choices=("fmnist", "none"), help="OOD suite")
+    parser.add_argument("--num-ood", type=int, default=2000, help="images per OOD set")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="subsampling and bootstrap seed")
+    parser.set_defaults(run=cmd_evaluate)
+
+
+def cmd_score(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Per-example scores of an array file, written as an .npz."""
+    from tac_jax.evaluate import score_file
+
+    out = score_file(args.workdir, args.input, args.output, batch_size=args.batch_size)
+    print(f"wrote {args.output}: {', '.join(sorted(out))}")
+    return 0
+
+
+def add_score_parser(sub: argparse._SubParsersAction) -> None:
+    help_text = "score an array file (.npy, .npz or IDX) with a trained run: one array per score"
+    parser = sub.add_parser("score", help=help_text, description=help_text)
+    parser.add_argument("--workdir", required=True, help="a trained run's directory")
+    parser.add_argument("--input", required=True, help="images: uint8 N×H×W[×C] or float in [0, 1]")
+    parser.add_argument("--output", required=True, help="where to write the .npz")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    parser.set_defaults(run=cmd_score)
+
+
+# One function per subcommand, each adding its parser with ``set_defaults(run=...)``.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_train_parser,
+    add_demo_parser,
+    add_evaluate_parser,
+    add_score_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tac-jax", description="Total Activation Classifiers in JAX."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns (and, as a script, exits with) its status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.run(args, extra)
+    except (ValueError, FileNotFoundError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(f"tac-jax {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The statistics the feature-based scores are fitted with, and their cache.
+
+Mahalanobis (class means, shared precision), multi-layer Mahalanobis (the same per
+pooled layer), KNN (the normalised feature bank), ReAct (the clipping threshold) and
+ViM (origin, residual basis, scale) are all fitted on in-distribution *training*
+features: a random subset of at most ``max_fit`` examples (default 20,000), chosen by
+``seed``, so fitting stays cheap on large training sets. The statistics are saved to
+``WORKDIR/report/fitted.npz`` with what they were fitted from (checkpoint step, subset
+size, seed, layers); a later call with the same fingerprint reloads them instead of
+running the model over the training set again.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tac_jax.scores.feature import (
+    KNNStats,
+    MahalanobisStats,
+    ViMStats,
+    fit_knn,
+    fit_mahalanobis,
+    fit_multilayer_mahalanobis,
+    fit_vim,
+    vim_default_dim,
+)
+from tac_jax.scores.logits import react_threshold
+
+FITTED_FILE = "fitted.npz"
+MAX_FIT = 20_000
+KNN_K = 50
+REACT_PERCENTILE = 90.0
+_FORMAT = 1
+
+
+@dataclasses.dataclass
+class Fitted:
+    """Everything the feature-based scores need beyond one batch's outputs.
+
+    Attributes:
+      mahalanobis: on the penultimate features.
+      mahalanobis_multi: ``{layer: stats}`` on each pooled layer.
+      knn: the normalised training bank; ``knn_k`` the neighbour rank used.
+      knn_features: the raw training features the bank was built from (what is cached).
+      react_threshold: the ReAct ceiling (90th percentile of training activations).
+      vim: ViM's statistics, or None when the features have fewer than 2 dimensions
+        or the model has no ``head``.
+      head: the base head's ``(kernel, bias)``, or None.
+      meta: the fingerprint: ``step``, ``fit_examples``, ``max_fit``, ``seed``,
+        ``layers``.
+    """
+
+    mahalanobis: MahalanobisStats
+    mahalanobis_multi: dict[str, MahalanobisStats]
+    knn: KNNStats
+    knn_k: int
+    knn_features: np.ndarray
+    react_threshold: float
+    vim: ViMStats | None
+    head: tuple[np.ndarray, np.ndarray] | None
+    meta: dict[str, Any]
+
+    def tree(self) -> dict[str, Any]:
+        """The device-side statistics as one pytree (what a jitted scorer takes)."""
+        out: dict[str, Any] = {
+            "mahalanobis": self.mahalanobis,
+            "mahalanobis_multi": self.mahalanobis_multi,
+            "knn": self.knn,
+            "react_threshold": np.float32(self.react_threshold),
+        }
+        if self.vim is not None:
+            out["vim"] = self.vim
+        if self.head is not None:
+            out["kernel"], out["bias"] = self.head
+        return out
+
+
+def subset_indices(n: int, max_fit: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``max_fit`` of ``n`` examples, fixed by ``seed``.
+
+    >>> subset_indices(5, 10, 0).tolist()
+    [0, 1, 2, 3, 4]
+    >>> len(subset_indices(100, 10, 0))
+    10
+    """
+    if max_fit < 1:
+        raise ValueError(f"expected max_fit >= 1, got {max_fit}")
+    if n <= max_fit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_fit, replace=False))
+
+
+def fit_statistics(
+    outputs: Mapping[str, Any],
+    labels: np.ndarray,
+    num_classes: int,
+    head: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    knn_k: int = KNN_K,
+) -> Fitted:
+    """Fits every feature-based score on training outputs of `tac_jax.evaluate.collect`.
+
+    Args:
+      outputs: ``{"penultimate" (N, D), "layers": {name: (N, C_l)}, ...}``.
+      labels: ``(N,)`` training labels.
+      num_classes: ``C``.
+      head: the base head's ``(kernel, bias)``, or None (no ReAct/ViM head terms).
+      meta: the fingerprint to store.
+      knn_k: the KNN neighbour rank, capped at ``N``.
+
+    Returns:
+      `Fitted`.
+    """
+    f = np.asarray(outputs["penultimate"], np.float32)
+    labels = np.asarray(labels)
+    if f.ndim != 2 or len(f) != len(labels) or len(f) == 0:
+        raise ValueError(
+            f"expected (N, D) training features with N = {len(labels)} labels, got shape {f.shape}"
+        )
+    layers = dict(outputs["layers"])
+    vim = None
+    if head is not None and f.shape[1] >= 2:
+        vim = fit_vim(f, *head, vim_default_dim(f.shape[1]) or 1)
+    return Fitted(
+        mahalanobis=fit_mahalanobis(f, labels, num_classes),
+        mahalanobis_multi=fit_multilayer_mahalanobis(layers, labels, list(layers), num_classes),
+        knn=fit_knn(f),
+        knn_k=int(min(knn_k, len(f))),
+        knn_features=f,
+        react_threshold=float(react_threshold(f, REACT_PERCENTILE)),
+        vim=vim,
+        head=head,
+        meta=dict(meta or {}),
+    )
+
+
+def save_fitted(path: str | os.PathLike, fitted: Fitted) -> None:
+    """Writes `Fitted` to an ``.npz`` (no pickles: layer names are stored as strings)."""
+    arrays: dict[str, np.ndarray] = {
+        "format": np.int64(_FORMAT),
+        "maha_means": np.asarray(fitted.mahalanobis.means),
+        "maha_precision": np.asarray(fitted.mahalanobis.precision),
+        "maha_counts": np.asarray(fitted.mahalanobis.counts),
+        "multi_layers": np.asarray(list(fitted.mahalanobis_multi), dtype=str),
+        "knn_features": np.asarray(fitted.knn_features, np.float32),
+        "knn_k": np.int64(fitted.knn_k),
+        "react_threshold": np.float64(fitted.react_threshold),
+        "meta_keys": np.asarray(list(fitted.meta), dtype=str),
+        "meta_values": np.asarray([repr(v) for v in fitted.meta.values()], dtype=str),
+    }
+    for i, stats in enumerate(fitted.mahalanobis_multi.values()):
+        arrays[f"multi{i}_means"] = np.asarray(stats.means)
+        arrays[f"multi{i}_precision"] = np.asarray(stats.precision)
+        arrays[f"multi{i}_counts"] = np.asarray(stats.counts)
+    if fitted.vim is not None:
+        arrays["vim_origin"] = np.asarray(fitted.vim.origin)
+        arrays["vim_basis"] = np.asarray(fitted.vim.residual_basis)
+        arrays["vim_alpha"] = np.asarray(fitted.vim.alpha)
+    if fitted.head is not None:
+        arrays["head_kernel"], arrays["head_bias"] = fitted.head
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # Write then rename: a reader never sees half a cache.
+    tmp = f"{os.fspath(path)}.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_fitted(path: str | os.PathLike) -> Fitted:
+    """Reads what `save_fitted` wrote.
+
+    Raises:
+      ValueError: if the file is not a fitted-statistics cache of this format.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        a = {k: data[k] for k in data.files}
+    if int(a.get("format", -1)) != _FORMAT:
+        raise ValueError(f"expected a fitted-statistics file of format {_FORMAT}, got {path}")
+    multi = {
+        str(name): MahalanobisStats(
+            a[f"multi{i}_means"], a[f"multi{i}_precision"], a[f"multi{i}_counts"]
+        )
+        for i, name in enumerate(a["multi_layers"])
+    }
+    vim = None
+    if "vim_origin" in a:
+        vim = ViMStats(a["vim_origin"], a["vim_basis"], a["vim_alpha"])
+    head = (a["head_kernel"], a["head_bias"]) if "head_kernel" in a else None
+    meta = {
+        str(k): ast.literal_eval(str(v))
+        for k, v in zip(a["meta_keys"], a["meta_values"], strict=True)
+    }
+    return Fitted(
+        mahalanobis=MahalanobisStats(a["maha_means"], a["maha_precision"], a["maha_counts"]),
+        mahalanobis_multi=multi,
+        knn=fit_knn(a["knn_features"]),
+        knn_k=int(a["knn_k"]),
+        knn_features=a["knn_features"],
+        react_threshold=float(a["react_threshold"]),
+        vim=vim,
+        head=head,
+        meta=meta,
+    )
+
+
+def fit_or_load(
+    path: str | os.PathLike,
+    meta: Mapping[str, Any],
+    fit: Callable[[], Fitted],
+    *,
+    log: Callable[[str], None] | None = None,
+) -> Fitted:
+    """The cached statistics at ``path`` if their fingerprint equals ``meta``, else
+    ``fit()`` (saved to ``path``).
+
+    Args:
+      path: the cache file.
+      meta: the fingerprint the statistics must have been fitted with.
+      fit: fits the statistics (running the model over training data).
+      log: optional progress callback.
+    """
+    meta = _normalise(meta)
+    if os.path.exists(path):
+        try:
+            cached = load_fitted(path)
+        except (ValueError, KeyError, OSError):
+            cached = None
+        if cached is not None and _normalise(cached.meta) == meta:
+            if log:
+                log(f"reusing fitted statistics from {path}")
+            return cached
+    fitted = fit()
+    fitted.meta = dict(meta)
+    save_fitted(path, fitted)
+    if log:
+        log(f"saved fitted statistics to {path}")
+    return fitted
+
+
+def _normalise(meta: Mapping[str, Any]) -> dict[str, Any]:
+    # Tuples and lists compare equal once written and read back.
+    return {k: list(v) if isinstance(v, tuple | list) else v for k, v in meta.items()}
+
+
+def fingerprint(
+    step: int, fit_examples: int, max_fit: int, seed: int, layers: Sequence[str]
+) -> dict[str, Any]:
+    """What fitted statistics depend on: a cache is reused only if all of it matches."""
+    return {
+        "format": _FORMAT,
+        "step": int(step),
+        "fit_examples": int(fit_examples),
+        "max_fit": int(max_fit),
+        "seed": int(seed),
+        "layers": [str(name) for name in layers],
+    }

@@ -1,0 +1,437 @@
+"""`evaluate_run`: every confidence score of one trained run, on the same data and metrics.
+
+One forward pass per dataset (`tac_jax.evaluate.collect`) feeds every score
+(`tac_jax.evaluate.scoring.SCORES`); the feature-based ones are fitted on the run's
+training split (at most ``max_fit`` examples). Then, per score: misclassification
+detection and selective classification on the test split, OOD detection of every set
+of the suite against the test split, and the reject value with thresholds chosen on
+validation data. The results go to ``WORKDIR/report/``: ``metrics.json``, ``report.md``
+and the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from tac_jax.evaluate import report as report_lib
+from tac_jax.evaluate import tables
+from tac_jax.evaluate.collect import DEFAULT_BATCH, collect, head_params, make_forward
+from tac_jax.evaluate.fitted import MAX_FIT
+from tac_jax.evaluate.scoring import (
+    REPORT_DIR,
+    SCORES,
+    compute_scores,
+    fitted_for_run,
+    needs_fit,
+    resolve_scores,
+    run_capabilities,
+)
+from tac_jax.evaluate.suites import KINDS, OODSet, fmnist_suite
+from tac_jax.metrics import Costs
+
+SUITES = ("fmnist", "none")
+METRICS_FILE = "metrics.json"
+SCHEMA_VERSION = 1
+# Rows of each OOD set kept for the activation-profile figure.
+_PROFILE_ROWS = 8
+Log = Callable[[str], None]
+
+
+def threshold_split(
+    n: int, has_validation: bool, seed: int
+) -> tuple[str, np.ndarray | None, np.ndarray]:
+    """Where the value thresholds are chosen.
+
+    With a validation split, thresholds come from it and the whole test split reports.
+    Without one, the test split is halved by a fixed permutation of ``seed``: the first
+    half chooses, the second reports.
+
+    Returns:
+      ``(name, val_index, test_index)``: ``val_index`` is None with a validation split.
+
+    >>> name, val, test = threshold_split(4, False, 0)
+    >>> name, len(val), len(test), sorted(np.r_[val, test].tolist())
+    ('test_half', 2, 2, [0, 1, 2, 3])
+    """
+    if has_validation:
+        return "validation", None, np.arange(n)
+    if n < 2:
+        raise ValueError(f"expected at least 2 test examples to halve, got {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return "test_half", np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
+
+
+def held_out_set(data: ml_collections.ConfigDict, num: int, seed: int) -> OODSet | None:
+    """Near-OOD: the test images of the classes a run was trained without
+    (``config.data.classes``), at most ``num`` of them; None when it kept every class."""
+    from tac_jax.train.dataset import load_splits
+
+    if not tuple(data.classes):
+        return None
+    everything = ml_collections.ConfigDict(data.to_dict())
+    everything.classes = ()
+    everything.validation_fraction = 0.0
+    # Any label is in range: the point is to see the classes the run never saw.
+    everything.num_classes = np.iinfo(np.int32).max
+    test = load_splits(everything, seed)["test"]
+    held = ~np.isin(test["label"], np.asarray(tuple(data.classes)))
+    index = np.flatnonzero(held)
+    if not index.size:
+        return None
+    if index.size > num:
+        index = np.sort(np.random.default_rng(seed).choice(index, num, replace=False))
+    images = test["image"][index]
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / np.float32(255.0)
+    return OODSet("held_out", images, "near", labels=None)
+
+
+def build_suite(
+    suite: str | Sequence[OODSet],
+    test: dict[str, np.ndarray],
+    data: ml_collections.ConfigDict,
+    *,
+    num_ood: int,
+    seed: int,
+    severities: Sequence[int],
+    corruptions: Sequence[str] | None,
+) -> list[OODSet]:
+    """The OOD sets: ``"fmnist"`` (`fmnist_suite` on the run's test split, plus the
+    held-out classes when the run kept a subset), ``"none"``, or given `OODSet`s."""
+    if not isinstance(suite, str):
+        sets = list(suite)
+        if not all(isinstance(s, OODSet) for s in sets):
+            raise ValueError("expected a suite name or a sequence of OODSet, got other objects")
+        return sets
+    if suite not in SUITES:
+        raise ValueError(f"expected a suite in {SUITES} or a list of OODSet, got {suite!r}")
+    if suite == "none":
+        return []
+    sets = fmnist_suite(
+        test["image"],
+        test["label"],
+        num=num_ood,
+        severities=severities,
+        corruptions=corruptions,
+        seed=seed,
+    )
+    held = held_out_set(data, num_ood, seed)
+    return ([held] if held is not None else []) + sets
+
+
+def _jsonable(x: Any) -> Any:
+    # JSON has no NaN or infinity: they become null (documented in the report).
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+def _summary(metrics: dict[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """One row per score: the headline numbers of every section."""
+    grid = metrics["value"]["c_err"]
+    rows = {}
+    for name in names:
+        mis = metrics["misclassification"][name]
+        row = {
+            "family": SCORES[name].family,
+            "misclassification_auroc": mis["auroc"],
+            "aurc": mis["aurc"],
+            "e_aurc": mis["e_aurc"],
+            "acc_at_90": mis.get("acc_at_90"),
+        }
+        for key, value in metrics["ood"]["mean_auroc"].get(name, {}).items():
+            row[f"mean_ood_auroc_{key}" if key != "all" else "mean_ood_auroc"] = value
+        values = metrics["value"]["scores"][name]["value"]
+        for c, v in zip(grid, values, strict=True):
+            row[f"value_c_err_{c:g}"] = v
+        rows[name] = row
+    return rows
+
+
+def _score_suite(
+    sets: Sequence[OODSet],
+    score: Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]],
+    test_scores: dict[str, np.ndarray],
+    has_tac: bool,
+    bootstrap: int,
+    seed: int,
+    say: Log,
+) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Scores every OOD set and compares it with the test split.
+
+    Returns:
+      ``(entries, scores, profiles)``: the ``ood.sets`` section of ``metrics.json``,
+      each set's raw scores, and a few TAC activation vectors per set (TAC runs).
+    """
+    entries: dict[str, Any] = {}
+    raw: dict[str, dict[str, np.ndarray]] = {}
+    profiles: dict[str, np.ndarray] = {}
+    for i, oodset in enumerate(sets):
+        say(f"OOD set {i + 1}/{len(sets)}: {oodset.name} ({len(oodset)} images)")
+        s, out = score(oodset.images)
+        raw[oodset.name] = {n: s[n] for n in test_scores}
+        entry: dict[str, Any] = {"kind": oodset.kind, "size": len(oodset)}
+        if oodset.labels is not None:
+            # Corrupted sets keep their labels: accuracy under covariate shift.
+            entry["accuracy"] = float(np.mean(s["prediction"] == oodset.labels))
+            if has_tac:
+                entry["tac_accuracy"] = float(np.mean(s["tac_prediction"] == oodset.labels))
+        entry["scores"] = tables.ood_table(
+            test_scores, raw[oodset.name], bootstrap=bootstrap, seed=seed
+        )
+        entries[oodset.name] = entry
+        if has_tac:
+            profiles[oodset.name] = out["activation"][:_PROFILE_ROWS]
+    return entries, raw, profiles
+
+
+def _value_metrics(
+    test_scores: dict[str, np.ndarray],
+    labels: np.ndarray,
+    validation: dict[str, np.ndarray] | None,
+    score: Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]],
+    names: Sequence[str],
+    grid: list[float],
+    costs: Costs,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``value`` section (per score, combined policies, references) and where its
+    thresholds came from (``threshold_split``, ``val_size``, ``value_test_size``)."""
+    split_name, val_index, test_index = threshold_split(len(labels), validation is not None, seed)
+    if val_index is None:
+        val_scores, _ = score(validation["image"])
+        val_labels = np.asarray(validation["label"])
+    else:
+        val_scores = {k: v[val_index] for k, v in test_scores.items()}
+        val_labels = labels[val_index]
+    held = {k: v[test_index] for k, v in test_scores.items()}
+    held_labels = labels[test_index]
+    val_correct = val_scores["prediction"] == val_labels
+    held_correct = held["prediction"] == held_labels
+    value = {
+        "c_err": grid,
+        "scores": tables.value_table(
+            {n: val_scores[n] for n in names},
+            val_correct,
+            {n: held[n] for n in names},
+            held_correct,
+            c_err_grid=grid,
+            costs=costs,
+        ),
+        "policies": tables.policy_table(
+            tables.Split(
+                val_scores, val_scores["prediction"], val_scores.get("tac_prediction"), val_labels
+            ),
+            tables.Split(held, held["prediction"], held.get("tac_prediction"), held_labels),
+            c_err_grid=grid,
+            costs=costs,
+        ),
+        "reference": tables.reference_values(held_correct, c_err_grid=grid, costs=costs),
+    }
+    info = {
+        "threshold_split": split_name,
+        "val_size": int(len(val_labels)),
+        "value_test_size": int(len(held_labels)),
+    }
+    return value, info
+
+
+def evaluate_run(
+    workdir: str | os.PathLike,
+    *,
+    suite: str | Sequence[OODSet] = "fmnist",
+    num_ood: int = 2000,
+    costs: Costs = tables.DEFAULT_COSTS,
+    c_err_grid: Sequence[float] = tables.C_ERR_GRID,
+    bootstrap: int = 200,
+    seed: int = 0,
+    scores: Sequence[str] | None = None,
+    severities: Sequence[int] = (1, 3, 5),
+    corruptions: Sequence[str] | None = None,
+    max_fit: int = MAX_FIT,
+    batch_size: int = DEFAULT_BATCH,
+    plots: bool = True,
+    command: str | None = None,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Evaluates every confidence score of a trained run and writes ``WORKDIR/report/``.
+
+    Args:
+      workdir: a run written by `tac_jax.train.loop.train_and_evaluate`.
+      suite: ``"fmnist"`` (synthetic, inverted and corrupted copies of ``num_ood`` test
+        images, plus held-out classes when the run kept a subset), ``"none"``, or a
+        sequence of `tac_jax.evaluate.suites.OODSet`.
+      num_ood: images per OOD set.
+      costs: ``r``, ``c_rej`` and ``c_def`` of the reject value (``c_err`` is swept).
+      c_err_grid: the error costs of the value curve.
+      bootstrap: resamples of the AUROC intervals (0: no intervals).
+      seed: fixes the suite, the bootstrap, the fitting subset and the test halves.
+      scores: the scores to evaluate (default: every one the run supports; TAC's
+        only in TAC runs).
+      severities: corruption severities of the fmnist suite.
+      corruptions: corruption names (default: the suite's).
+      max_fit: training examples the feature-based scores are fitted on, at most.
+      batch_size: examples per forward pass.
+      plots: write the figures.
+      command: the command line to print in the report (default: the Python call).
+      log: optional progress callback, e.g. ``print``.
+
+    Returns:
+      The contents of ``metrics.json`` (see `tac_jax.evaluate.report` for the schema).
+
+    Raises:
+      ValueError: on an unknown suite or score, or a score the run cannot compute.
+      FileNotFoundError: if the workdir holds no checkpoint or the data is missing.
+
+    >>> metrics = evaluate_run("runs/smoke_tac", num_ood=200)  # doctest: +SKIP
+    >>> metrics["summary"]["tac"]["mean_ood_auroc"]  # doctest: +SKIP
+    """
+    from tac_jax.train.dataset import load_splits
+    from tac_jax.train.setup import load_run
+
+    say = log or (lambda _: None)
+    start = time.perf_counter()
+    workdir = os.fspath(workdir)
+    if bootstrap < 0:
+        raise ValueError(f"expected bootstrap >= 0, got {bootstrap}")
+    say(f"loading the run in {workdir}")
+    setup, step, state = load_run(workdir)
+    config = setup.config
+    has_tac = setup.tac is not None
+    head = head_params(setup, state)
+    names = resolve_scores(scores, *run_capabilities(setup, head))
+    splits = load_splits(config.data, config.seed)
+    forward = make_forward(setup, state)
+    fitted = None
+    if needs_fit(names):
+        fitted = fitted_for_run(
+            workdir,
+            forward,
+            step,
+            splits["train"],
+            head,
+            max_fit=max_fit,
+            seed=seed,
+            batch_size=batch_size,
+            log=say,
+        )
+    codes = setup.tac.codes.matrix if has_tac else None
+    odin = "odin" in names
+
+    def score(images: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        outputs = collect(forward, images, batch_size=batch_size, odin=odin)
+        return compute_scores(outputs, names, fitted=fitted, codes=codes), outputs
+
+    test = splits["test"]
+    say(f"scoring the test split ({len(test['label'])} examples)")
+    test_scores, test_out = score(test["image"])
+    labels = np.asarray(test["label"])
+    correct = test_scores["prediction"] == labels
+
+    sets = build_suite(
+        suite,
+        test,
+        config.data,
+        num_ood=num_ood,
+        seed=seed,
+        severities=severities,
+        corruptions=corruptions,
+    )
+    ood, ood_scores, profiles = _score_suite(
+        sets, score, {n: test_scores[n] for n in names}, has_tac, bootstrap, seed, say
+    )
+    say("value, calibration and misclassification tables")
+    grid = [float(c) for c in c_err_grid]
+    value, split_info = _value_metrics(
+        test_scores, labels, splits.get("validation"), score, names, grid, costs, seed
+    )
+
+    accuracy = {"base": float(np.mean(correct))}
+    if has_tac:
+        accuracy["tac"] = float(np.mean(test_scores["tac_prediction"] == labels))
+        accuracy["agreement"] = float(
+            np.mean(test_scores["tac_prediction"] == test_scores["prediction"])
+        )
+    metrics: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run": report_lib.run_summary(workdir, setup, step, splits, forward.layers),
+        "evaluation": {
+            "command": command
+            or report_lib.python_command(workdir, suite, num_ood, bootstrap, seed, scores),
+            "suite": suite if isinstance(suite, str) else "custom",
+            "num_ood": int(num_ood),
+            "severities": list(severities),
+            "bootstrap": int(bootstrap),
+            "seed": int(seed),
+            "scores": list(names),
+            "fit_examples": fitted.meta.get("fit_examples") if fitted else None,
+            "knn_k": fitted.knn_k if fitted else None,
+            "max_fit": int(max_fit),
+            **split_info,
+            "test_size": int(len(labels)),
+            "costs": {"r": costs.r, "c_err": grid, "c_rej": costs.c_rej, "c_def": costs.c_def},
+        },
+        "scores": {n: {"family": SCORES[n].family, "formula": SCORES[n].formula} for n in names},
+        "accuracy": accuracy,
+        "calibration": tables.calibration_metrics(test_out["logits"], labels),
+        "misclassification": tables.misclassification_table(
+            {n: test_scores[n] for n in names}, correct, bootstrap=bootstrap, seed=seed
+        ),
+        "ood": {
+            "sets": ood,
+            "mean_auroc": tables.mean_auroc(ood, names, KINDS),
+        },
+        "value": value,
+        "non_finite": tables.non_finite_counts({n: test_scores[n] for n in names}),
+    }
+    metrics["summary"] = _summary(metrics, names)
+
+    out_dir = os.path.join(workdir, REPORT_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    figures: list[str] = []
+    if plots:
+        # matplotlib loads only when figures are drawn.
+        from tac_jax.evaluate import plots as plots_lib
+
+        say("figures")
+        figures = plots_lib.write_plots(
+            out_dir,
+            plots_lib.PlotData(
+                test_scores={n: test_scores[n] for n in names},
+                correct=correct,
+                ood_scores=ood_scores,
+                kinds={name: entry["kind"] for name, entry in ood.items()},
+                value=metrics["value"],
+                activation=test_out.get("activation"),
+                prediction=test_scores["prediction"],
+                labels=labels,
+                codes=codes,
+                ood_activation=profiles,
+                code_width=setup.tac.codes.width if has_tac else None,
+            ),
+        )
+    metrics["figures"] = figures
+    metrics["evaluation"]["seconds"] = time.perf_counter() - start
+    metrics = _jsonable(metrics)
+    with open(os.path.join(out_dir, METRICS_FILE), "w") as f:
+        json.dump(metrics, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    report_lib.write_report(out_dir, metrics)
+    say(f"wrote {os.path.join(out_dir, 'report.md')}")
+    return metrics

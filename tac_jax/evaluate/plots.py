@@ -1,0 +1,296 @@
+"""The report's figures, as PNG files.
+
+Figures are drawn on `matplotlib.figure.Figure` objects with the Agg canvas, never
+through pyplot, so nothing global (the backend, open figures) is touched.
+
+- ``roc_<kind>.png``: ROC curves of every score, the test split against all sets of
+  one OOD kind pooled;
+- ``risk_coverage.png``: selective risk against coverage for the base head's
+  predictions;
+- ``value.png``: the reject value against the error cost ``c_err``, per score, with the
+  combined policies dashed and the accept-all / oracle references;
+- ``histograms.png``: TAC's confidence and MSP on correct and wrong test predictions
+  and on each OOD kind;
+- ``activation_profiles.png``: TAC's activation vector of a correctly classified, a
+  misclassified and an OOD input, drawn against the code of the predicted class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from tac_jax.evaluate.suites import KINDS
+from tac_jax.evaluate.tables import finite
+from tac_jax.metrics import auroc, risk_coverage_curve, roc_curve
+
+_DPI = 110
+# Curves are downsampled to at most this many points: enough to draw, small files.
+_MAX_POINTS = 2000
+
+
+@dataclasses.dataclass
+class PlotData:
+    """What the figures are drawn from.
+
+    Attributes:
+      test_scores: ``{score: (N,)}`` on the test split.
+      correct: ``(N,)`` whether the base head is right.
+      ood_scores: ``{set: {score: (N_set,)}}``.
+      kinds: ``{set: kind}``.
+      value: the ``value`` section of ``metrics.json``.
+      activation: ``(N, M)`` TAC's activation vectors on the test split, or None.
+      prediction: ``(N,)`` the base head's predictions.
+      labels: ``(N,)`` test labels.
+      codes: ``(C, M)`` TAC's class codes, or None.
+      ood_activation: ``{set: (k, M)}`` activation vectors of a few OOD inputs.
+      code_width: entries per layer block of the codes (for the block separators).
+    """
+
+    test_scores: Mapping[str, np.ndarray]
+    correct: np.ndarray
+    ood_scores: Mapping[str, Mapping[str, np.ndarray]]
+    kinds: Mapping[str, str]
+    value: Mapping[str, Any]
+    activation: np.ndarray | None = None
+    prediction: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    ood_activation: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    code_width: int | None = None
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, directory: str, name: str) -> str:
+    fig.savefig(os.path.join(directory, name))
+    return name
+
+
+def _style(names: list[str]) -> dict[str, dict[str, Any]]:
+    """One colour per score; TAC's scores drawn thicker so they stand out."""
+    colours = [
+        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+        "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
+        "#7b4173", "#3182bd",
+    ]  # fmt: skip
+    return {
+        name: {
+            "color": colours[i % len(colours)],
+            "lw": 2.2 if name.startswith("tac") else 1.1,
+        }
+        for i, name in enumerate(names)
+    }
+
+
+def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    n = len(arrays[0])
+    if n <= _MAX_POINTS:
+        return arrays
+    index = np.unique(np.r_[np.linspace(0, n - 1, _MAX_POINTS).astype(int), n - 1])
+    return tuple(a[index] for a in arrays)
+
+
+def roc_figures(directory: str, data: PlotData) -> list[str]:
+    """One ``roc_<kind>.png`` per OOD kind present."""
+    names = list(data.test_scores)
+    style = _style(names)
+    out = []
+    for kind in KINDS:
+        members = [s for s, k in data.kinds.items() if k == kind]
+        if not members:
+            continue
+        fig = _figure(6.5, 5.5)
+        ax = fig.add_subplot()
+        for name in names:
+            s_in = finite(data.test_scores[name])
+            s_out = finite(np.concatenate([data.ood_scores[s][name] for s in members]))
+            labels = np.r_[np.ones(len(s_in), bool), np.zeros(len(s_out), bool)]
+            fpr, tpr, _ = roc_curve(np.r_[s_in, s_out], labels)
+            fpr, tpr = _thin(fpr, tpr)
+            ax.plot(fpr, tpr, label=f"{name} ({auroc(s_in, s_out):.3f})", **style[name])
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
+        ax.set(
+            xlabel="false positive rate (OOD accepted)",
+            ylabel="true positive rate (test accepted)",
+            title=f"ROC, test vs {kind} OOD ({len(members)} set(s) pooled)",
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+        )
+        ax.legend(fontsize=7, loc="lower right", title="score (pooled AUROC)", title_fontsize=7)
+        fig.tight_layout()
+        out.append(_save(fig, directory, f"roc_{kind}.png"))
+    return out
+
+
+def risk_coverage_figure(directory: str, data: PlotData) -> str:
+    """``risk_coverage.png``: error rate among the accepted against coverage."""
+    names = list(data.test_scores)
+    style = _style(names)
+    fig = _figure(6.5, 5.0)
+    ax = fig.add_subplot()
+    for name in names:
+        coverage, risk = risk_coverage_curve(finite(data.test_scores[name]), data.correct)
+        coverage, risk = _thin(coverage, risk)
+        ax.plot(coverage, risk, label=name, **style[name])
+    ax.set(
+        xlabel="coverage (fraction accepted)",
+        ylabel="risk (error rate among accepted)",
+        title="Risk–coverage, base head's predictions (test)",
+        xlim=(0, 1),
+    )
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, directory, "risk_coverage.png")
+
+
+def value_figure(directory: str, data: PlotData) -> str:
+    """``value.png``: reject value against ``c_err`` per score and policy."""
+    value = data.value
+    grid = np.asarray(value["c_err"], float)
+    names = list(value["scores"])
+    style = _style(names)
+    fig = _figure(7.0, 5.0)
+    ax = fig.add_subplot()
+    for name in names:
+        ax.plot(grid, value["scores"][name]["value"], marker=".", label=name, **style[name])
+    dashes = [(5, 2), (2, 2), (6, 2, 1, 2), (1, 1)]
+    drawn = [np.asarray(value["scores"][n]["value"], float) for n in names]
+    for i, (name, curve) in enumerate(value.get("policies", {}).items()):
+        ax.plot(grid, curve["value"], color="black", lw=1.4, dashes=dashes[i % len(dashes)],
+                label=f"policy: {name}")  # fmt: skip
+        drawn.append(np.asarray(curve["value"], float))
+    ref = value.get("reference", {})
+    if "accept_all" in ref:
+        ax.plot(grid, ref["accept_all"], color="0.55", ls=":", label="accept all")
+    if "oracle" in ref:
+        ax.plot(grid, ref["oracle"], color="0.55", ls="-.", label="oracle")
+        drawn.append(np.asarray(ref["oracle"], float))
+    # Accept-all falls linearly with c_err; letting it set the axis would flatten the
+    # differences between scores, so the axis follows the scores and the oracle.
+    values = np.concatenate(drawn)
+    values = values[np.isfinite(values)]
+    if values.size:
+        low, high = float(values.min()), float(values.max())
+        pad = 0.05 * max(high - low, 1e-3)
+        ax.set_ylim(low - pad, high + pad)
+    ax.set(
+        xlabel="cost of an accepted error c_err (r = 1)",
+        ylabel="mean value per example (test)",
+        title="Reject value, threshold chosen on held-out data",
+    )
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _save(fig, directory, "value.png")
+
+
+def histogram_figure(directory: str, data: PlotData) -> str:
+    """``histograms.png``: TAC's confidence (if any) and MSP, in vs out."""
+    shown = [n for n in ("tac", "msp") if n in data.test_scores]
+    if not shown:
+        shown = list(data.test_scores)[:1]
+    fig = _figure(5.5 * len(shown), 4.2)
+    for i, name in enumerate(shown):
+        ax = fig.add_subplot(1, len(shown), i + 1)
+        s = np.asarray(data.test_scores[name], float)
+        groups = [("test, correct", s[data.correct]), ("test, wrong", s[~data.correct])]
+        for kind in KINDS:
+            members = [k for k, v in data.kinds.items() if v == kind]
+            if members:
+                pooled = np.concatenate([data.ood_scores[m][name] for m in members])
+                groups.append((f"OOD {kind}", np.asarray(pooled, float)))
+        values = np.concatenate([g for _, g in groups if len(g)])
+        values = values[np.isfinite(values)]
+        if not values.size:
+            continue
+        low, high = np.quantile(values, [0.001, 0.999])
+        bins = np.linspace(low, high if high > low else low + 1.0, 50)
+        for label, g in groups:
+            g = g[np.isfinite(g)]
+            if g.size:
+                ax.hist(np.clip(g, bins[0], bins[-1]), bins=bins, density=True, histtype="step",
+                        lw=1.4, label=f"{label} (n={g.size})")  # fmt: skip
+        ax.set(xlabel=f"{name} (higher = more confident)", ylabel="density", title=name)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, directory, "histograms.png")
+
+
+def _samples(data: PlotData) -> list[tuple[str, np.ndarray, int, int | None]]:
+    """(title, activation, predicted class, true class) of a correct, a wrong and an OOD input."""
+    out = []
+    pred, labels = data.prediction, data.labels
+    for wanted, title in ((True, "test, correct"), (False, "test, wrong")):
+        index = np.flatnonzero(data.correct == wanted)
+        if index.size:
+            i = int(index[0])
+            out.append((title, data.activation[i], int(pred[i]), int(labels[i])))
+    codes = np.asarray(data.codes, float)
+    for kind in ("far", "synthetic", "near", "corruption"):
+        names = [s for s, k in data.kinds.items() if k == kind and s in data.ood_activation]
+        if names:
+            a = np.asarray(data.ood_activation[names[0]][0], float)
+            # The class the base head would pick is not kept for OOD rows; the closest
+            # code (Hamming decoding) is what TAC reads.
+            j = int(np.argmax(np.sign(a) @ codes.T))
+            out.append((f"OOD {names[0]} (closest code)", a, j, None))
+            break
+    return out
+
+
+def activation_figure(directory: str, data: PlotData) -> str | None:
+    """``activation_profiles.png``, or None for a run without TAC."""
+    if data.activation is None or data.codes is None:
+        return None
+    samples = _samples(data)
+    if not samples:
+        return None
+    codes = np.asarray(data.codes, float)
+    m = codes.shape[1]
+    x = np.arange(m)
+    fig = _figure(max(7.0, 0.12 * m + 3), 2.4 * len(samples))
+    for i, (title, a, j, y) in enumerate(samples):
+        ax = fig.add_subplot(len(samples), 1, i + 1)
+        ax.bar(x, a, color="#1f77b4", alpha=0.7, label="activation a")
+        ax.step(x, codes[j], where="mid", color="#d62728", lw=1.5, label=f"code of class {j}")
+        if y is not None and y != j:
+            ax.step(x, codes[y], where="mid", color="#2ca02c", lw=1.0, ls="--",
+                    label=f"code of true class {y}")  # fmt: skip
+        if data.code_width:
+            for edge in range(data.code_width, m, data.code_width):
+                ax.axvline(edge - 0.5, color="0.6", lw=0.6)
+        inner = float(a @ codes[j])
+        ax.set_title(f"{title}: ⟨a, K_{j}⟩ = {inner:.1f}", fontsize=9)
+        ax.set_ylabel("value")
+        ax.legend(fontsize=7, loc="upper right", ncol=3)
+    fig.axes[-1].set_xlabel("code position (grey lines separate tapped layers)")
+    fig.tight_layout()
+    return _save(fig, directory, "activation_profiles.png")
+
+
+def write_plots(directory: str | os.PathLike, data: PlotData) -> list[str]:
+    """Writes every figure the data allows into ``directory``.
+
+    Returns:
+      The file names written, in report order.
+    """
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    names = roc_figures(directory, data)
+    names.append(risk_coverage_figure(directory, data))
+    names.append(value_figure(directory, data))
+    names.append(histogram_figure(directory, data))
+    profile = activation_figure(directory, data)
+    if profile is not None:
+        names.append(profile)
+    return names

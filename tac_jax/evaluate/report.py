@@ -1,0 +1,518 @@
+"""The evaluation report: ``report.md`` from the numbers of ``metrics.json``.
+
+``metrics.json`` (written by `tac_jax.evaluate.harness.evaluate_run`) holds every
+number; NaN and infinities are ``null``. Its top-level keys:
+
+- ``schema_version``: 1.
+- ``run``: workdir, checkpoint step, mode, model, data sizes, TAC head and codes, and
+  the full ``config``.
+- ``evaluation``: command, suite, num_ood, severities, bootstrap, seed, scores,
+  fit_examples, knn_k, max_fit, threshold_split (``"validation"`` or ``"test_half"``),
+  val_size, test_size, value_test_size, costs, seconds.
+- ``scores``: ``{score: {family, formula}}``.
+- ``summary``: one row per score: family, misclassification_auroc, aurc, e_aurc,
+  acc_at_90, mean_ood_auroc, mean_ood_auroc_<kind>, value_c_err_<c>.
+- ``accuracy``: base (the base head), tac and agreement (TAC runs).
+- ``calibration``: ece (15 bins), brier, nll of the base head's softmax.
+- ``misclassification``: ``{score: {auroc, auroc_ci, aurc, e_aurc, acc_at_80,
+  acc_at_90, acc_at_95}}`` on the test split, for the base head's predictions.
+- ``ood``: ``sets``: ``{set: {kind, size, [accuracy, tac_accuracy], scores: {score:
+  {auroc, auroc_ci, aupr_in, aupr_out, fpr_at_95_tpr}}}}``; ``mean_auroc``:
+  ``{score: {all, near, far, corruption, synthetic}}`` (kinds present only).
+- ``value``: ``c_err`` (the grid); ``scores``: ``{score: {value, threshold, coverage,
+  accuracy_accepted}}`` lists along the grid; ``policies``: the same per combined
+  policy; ``reference``: accept_all, reject_all, oracle.
+- ``non_finite``: ``{score: count}`` of non-finite test scores (ranked lowest).
+- ``figures``: the PNG file names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tac_jax.evaluate.suites import KINDS
+from tac_jax.evaluate.tables import POLICIES
+
+REPORT_FILE = "report.md"
+_KIND_TITLES = {"near": "near", "far": "far", "corruption": "corruption", "synthetic": "synthetic"}
+
+Cell = float | int | str | None | tuple[float | None, str]
+
+
+def python_command(
+    workdir: str, suite: Any, num_ood: int, bootstrap: int, seed: int, scores: Any
+) -> str:
+    """The Python call that reproduces an evaluation, for the report header."""
+    args = [repr(os.fspath(workdir))]
+    if isinstance(suite, str):
+        args.append(f"suite={suite!r}")
+    else:
+        args.append("suite=[...]")
+    args += [f"num_ood={num_ood}", f"bootstrap={bootstrap}", f"seed={seed}"]
+    if scores is not None:
+        args.append(f"scores={list(scores)!r}")
+    return f"tac_jax.evaluate.evaluate_run({', '.join(args)})"
+
+
+def run_summary(
+    workdir: str, setup: Any, step: int, splits: Mapping[str, Any], layers: Sequence[str]
+) -> dict[str, Any]:
+    """What a reader needs to know about the evaluated run."""
+    config = setup.config
+    out: dict[str, Any] = {
+        "workdir": os.path.abspath(workdir),
+        "step": int(step),
+        "mode": config.mode,
+        "model": config.model.to_dict(),
+        "input_shape": list(setup.input_shape),
+        "num_classes": int(config.data.num_classes),
+        "data": {
+            "source": config.data.source,
+            "name": config.data.name,
+            "classes": list(config.data.classes),
+            **{f"{name}_size": int(len(split["label"])) for name, split in splits.items()},
+        },
+        "steps": int(config.steps),
+        "batch_size": int(config.batch_size),
+        "optimizer": config.optim.name,
+        "learning_rate": float(config.optim.learning_rate),
+        "feature_layers": list(layers),
+        "config": config.to_dict(),
+    }
+    if setup.tac is not None:
+        codes = setup.tac.codes
+        out["tac"] = {
+            "layers": list(setup.tac.layers),
+            "code_kind": codes.kind,
+            "code_width": int(codes.width),
+            "code_length": int(codes.length),
+            "min_hamming": int(codes.min_hamming),
+            "projection": config.tac.projection,
+            "reduction": config.tac.reduction,
+        }
+    return out
+
+
+# -- markdown tables ----------------------------------------------------------------------
+
+
+def _number(x: float | int | None, digits: int) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, int):
+        return str(x)
+    return f"{x:.{digits}f}"
+
+
+def _value(cell: Cell) -> float | None:
+    if isinstance(cell, tuple):
+        return cell[0]
+    return cell if isinstance(cell, int | float) else None
+
+
+def markdown_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[Cell]],
+    better: Sequence[str | None],
+    digits: int = 4,
+) -> str:
+    """A markdown table with the best number of each column in bold.
+
+    Args:
+      header: column titles.
+      rows: cells: numbers, None (shown "–"), strings, or ``(number, suffix)`` pairs
+        (e.g. an interval shown after the number).
+      better: per column ``"high"``, ``"low"`` or None (no bold).
+      digits: decimals shown.
+
+    Returns:
+      The table; ties at the shown precision are all bold.
+
+    >>> print(markdown_table(["s", "auroc"], [["a", 0.9], ["b", 0.8]], [None, "high"], 2))
+    | s | auroc |
+    |---|---|
+    | a | **0.90** |
+    | b | 0.80 |
+    """
+    best: list[str | None] = []
+    for j, rule in enumerate(better):
+        shown = [_value(r[j]) for r in rows]
+        shown = [round(v, digits) for v in shown if v is not None]
+        if rule is None or not shown or len(rows) < 2:
+            best.append(None)
+        else:
+            best.append(_number(max(shown) if rule == "high" else min(shown), digits))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = []
+        for j, cell in enumerate(row):
+            suffix = ""
+            if isinstance(cell, tuple):
+                cell, suffix = cell
+            if isinstance(cell, str):
+                text = cell
+            else:
+                text = _number(cell, digits)
+                if best[j] is not None and cell is not None and text == best[j]:
+                    text = f"**{text}**"
+            cells.append(text + suffix)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _with_ci(value: float | None, ci: Sequence[float | None] | None) -> Cell:
+    if not ci or ci[0] is None or ci[1] is None:
+        return value
+    return value, f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+# -- sections -----------------------------------------------------------------------------
+
+
+def _header(m: Mapping[str, Any]) -> list[str]:
+    run, ev = m["run"], m["evaluation"]
+    seconds = ev.get("seconds")
+    took = f", evaluated in {seconds:.0f} s" if seconds is not None else ""
+    return [
+        f"# Evaluation report: `{run['workdir']}`",
+        "",
+        "Produced by:",
+        "",
+        "```",
+        ev["command"],
+        "```",
+        "",
+        f"Checkpoint step {run['step']}{took}; seed {ev['seed']}; "
+        f"suite `{ev['suite']}` ({ev['num_ood']} images per OOD set); "
+        f"{ev['bootstrap']} bootstrap resamples for the 95% AUROC intervals. "
+        "Every number is in `metrics.json` next to this file.",
+        "",
+    ]
+
+
+def _run_section(m: Mapping[str, Any]) -> list[str]:
+    run = m["run"]
+    data = run["data"]
+    model = ", ".join(f"{k}={v}" for k, v in run["model"].items())
+    sizes = ", ".join(
+        f"{k.removesuffix('_size')} {v}" for k, v in data.items() if k.endswith("_size")
+    )
+    rows = [
+        ["mode", run["mode"]],
+        ["model", model],
+        ["data", f"{data['source']} {data['name']}".strip()],
+        [
+            "classes",
+            f"{run['num_classes']}" + (f" (kept {data['classes']})" if data["classes"] else ""),
+        ],
+        ["splits", sizes],
+        ["input shape", str(tuple(run["input_shape"]))],
+        [
+            "training",
+            f"{run['steps']} steps, batch {run['batch_size']}, {run['optimizer']} "
+            f"lr {run['learning_rate']}",
+        ],
+        ["feature layers (multi-layer Mahalanobis)", ", ".join(run["feature_layers"])],
+    ]
+    if "tac" in run:
+        t = run["tac"]
+        rows += [
+            ["TAC layers", ", ".join(t["layers"])],
+            [
+                "TAC codes",
+                f"{t['code_kind']}, width {t['code_width']} per layer, length "
+                f"{t['code_length']}, min. Hamming distance {t['min_hamming']}",
+            ],
+            ["TAC head", f"projection {t['projection']}, reduction {t['reduction']}"],
+        ]
+    return ["## Run", "", markdown_table(["field", "value"], rows, [None, None]), ""]
+
+
+def _summary_section(m: Mapping[str, Any]) -> list[str]:
+    kinds = [k for k in KINDS if any(f"mean_ood_auroc_{k}" in r for r in m["summary"].values())]
+    grid = m["value"]["c_err"]
+    shown = [c for c in (grid[0], 5.0, grid[-1]) if c in grid]
+    shown = list(dict.fromkeys(shown))
+    header = ["score", "misclass. AUROC ↑", "AURC ↓", "E-AURC ↓", "acc@90% ↑"]
+    better: list[str | None] = [None, "high", "low", "low", "high"]
+    has_ood = bool(m["ood"]["sets"])
+    if has_ood:
+        header += ["mean OOD AUROC ↑"] + [f"{k} ↑" for k in kinds]
+        better += ["high"] * (1 + len(kinds))
+    header += [f"value c_err={c:g} ↑" for c in shown]
+    better += ["high"] * len(shown)
+    rows = []
+    for name, r in m["summary"].items():
+        row: list[Cell] = [
+            f"`{name}`",
+            r["misclassification_auroc"],
+            r["aurc"],
+            r["e_aurc"],
+            r["acc_at_90"],
+        ]
+        if has_ood:
+            row += [r.get("mean_ood_auroc")] + [r.get(f"mean_ood_auroc_{k}") for k in kinds]
+        row += [r.get(f"value_c_err_{c:g}") for c in shown]
+        rows.append(row)
+    return [
+        "## Summary",
+        "",
+        "One row per score, best per column in bold (↑ higher is better, ↓ lower). "
+        "Misclassification and selective metrics gate the base head's predictions on the "
+        "test split; OOD AUROC is averaged over the suite's sets (and per kind).",
+        "",
+        markdown_table(header, rows, better),
+        "",
+    ]
+
+
+def _accuracy_section(m: Mapping[str, Any]) -> list[str]:
+    acc, cal = m["accuracy"], m["calibration"]
+    header = ["base accuracy", "TAC accuracy", "agreement", "ECE ↓", "Brier ↓", "NLL ↓"]
+    row = [acc["base"], acc.get("tac"), acc.get("agreement"), cal["ece"], cal["brier"], cal["nll"]]
+    return [
+        "## Accuracy and calibration",
+        "",
+        "Test split. Calibration is of the base head's softmax (ECE with 15 equal-width "
+        "bins). TAC accuracy is Hamming decoding of its activation vector; agreement is "
+        "how often the two predictions coincide.",
+        "",
+        markdown_table(header, [row], [None] * 6),
+        "",
+    ]
+
+
+def _misclassification_section(m: Mapping[str, Any]) -> list[str]:
+    header = [
+        "score",
+        "AUROC ↑ [95% CI]",
+        "AURC ↓",
+        "E-AURC ↓",
+        "acc@80% ↑",
+        "acc@90% ↑",
+        "acc@95% ↑",
+    ]
+    rows = [
+        [
+            f"`{name}`",
+            _with_ci(r["auroc"], r.get("auroc_ci")),
+            r["aurc"],
+            r["e_aurc"],
+            r.get("acc_at_80"),
+            r.get("acc_at_90"),
+            r.get("acc_at_95"),
+        ]
+        for name, r in m["misclassification"].items()
+    ]
+    return [
+        "## Misclassification detection and selective classification",
+        "",
+        "Correct predictions of the base head are the positives. acc@X% is the accuracy "
+        "on the X% most confident test examples.",
+        "",
+        markdown_table(header, rows, [None, "high", "low", "low", "high", "high", "high"]),
+        "",
+    ]
+
+
+def _ood_section(m: Mapping[str, Any]) -> list[str]:
+    sets = m["ood"]["sets"]
+    if not sets:
+        return ["## OOD detection", "", "No OOD suite was evaluated (`suite='none'`).", ""]
+    lines = [
+        "## OOD detection",
+        "",
+        "In-distribution (the test split) is the positive class. AUROC per set, best per "
+        "column in bold; AUPR-In, AUPR-Out and FPR@95%TPR per set are in the appendix.",
+        "",
+    ]
+    names = list(m["scores"])
+    for kind in KINDS:
+        members = [s for s, e in sets.items() if e["kind"] == kind]
+        if not members:
+            continue
+        header = ["score", f"mean {kind} ↑", *members]
+        rows = [
+            [
+                f"`{n}`",
+                m["ood"]["mean_auroc"][n].get(kind),
+                *[sets[s]["scores"][n]["auroc"] for s in members],
+            ]
+            for n in names
+        ]
+        lines += [
+            f"### {_KIND_TITLES[kind]}",
+            "",
+            markdown_table(header, rows, [None] + ["high"] * (len(members) + 1), 3),
+            "",
+        ]
+    acc_sets = [s for s, e in sets.items() if "accuracy" in e]
+    if acc_sets:
+        header = ["set", "base accuracy", "TAC accuracy"]
+        rows = [[s, sets[s]["accuracy"], sets[s].get("tac_accuracy")] for s in acc_sets]
+        lines += [
+            "### Accuracy under corruption",
+            "",
+            markdown_table(header, rows, [None, None, None], 3),
+            "",
+        ]
+    return lines
+
+
+def _value_section(m: Mapping[str, Any]) -> list[str]:
+    ev, value = m["evaluation"], m["value"]
+    costs = ev["costs"]
+    grid = value["c_err"]
+    if ev["threshold_split"] == "validation":
+        where = (
+            f"Thresholds are chosen on the validation split ({ev['val_size']} examples) "
+            f"and the value is reported on the test split ({ev['value_test_size']})."
+        )
+    else:
+        where = (
+            f"The run has no validation split, so the test split is halved by a fixed "
+            f"permutation (seed {ev['seed']}): thresholds are chosen on one half "
+            f"({ev['val_size']} examples) and the value is reported on the other "
+            f"({ev['value_test_size']})."
+        )
+    header = ["score", *[f"c_err={c:g}" for c in grid]]
+    rows = [[f"`{n}`", *r["value"]] for n, r in value["scores"].items()]
+    ref = value["reference"]
+    lines = [
+        "## Reject value",
+        "",
+        "Per example: +r if the prediction is accepted and correct, −c_err if accepted "
+        "and wrong, −c_rej if rejected. A score accepts the examples at or above a "
+        "threshold; the threshold maximising the mean value on held-out data is used on "
+        f"test. Costs: r = {costs['r']:g}, c_rej = {costs['c_rej']:g}, c_err swept over "
+        f"{', '.join(f'{c:g}' for c in grid)}. No fallback model: a rejected example "
+        "earns −c_rej. " + where,
+        "",
+        markdown_table(header, rows, [None] + ["high"] * len(grid), 3),
+        "",
+        "References on the same examples (not ranked): "
+        + "; ".join(
+            f"{label}: {', '.join(f'{v:.3f}' for v in ref[key])}"
+            for key, label in (
+                ("accept_all", "accept all"),
+                ("oracle", "oracle rejecting exactly the errors"),
+            )
+        )
+        + f"; reject all: {-costs['c_rej']:g}.",
+        "",
+    ]
+    policies = value["policies"]
+    if policies:
+        rows = [[f"`{n}`", *r["value"]] for n, r in policies.items()]
+        header = ["policy", *header[1:]]
+        lines += [
+            "### Combined policies",
+            "",
+            *[f"- `{n}`: {POLICIES[n]}." for n in policies],
+            "",
+            markdown_table(header, rows, [None] + ["high"] * len(grid), 3),
+            "",
+        ]
+    return lines
+
+
+def _fit_sentence(ev: Mapping[str, Any]) -> str:
+    if not ev.get("fit_examples"):
+        return "No score here needs fitted training statistics."
+    text = (
+        f"Feature-based scores are fitted on {ev['fit_examples']} examples of the run's "
+        f"training split (all of it, or a random subset of {ev['max_fit']} fixed by the "
+        "seed when it is larger)"
+    )
+    if ev.get("knn_k") is not None:
+        text += f"; KNN uses k = {ev['knn_k']}"
+    return text + "."
+
+
+def _scores_section(m: Mapping[str, Any]) -> list[str]:
+    rows = [[f"`{n}`", s["family"], s["formula"]] for n, s in m["scores"].items()]
+    lines = [
+        "## Scores",
+        "",
+        "Every score is oriented so that **higher means more in-distribution / more "
+        "likely correct**; distances and energies are negated where needed. z: the base "
+        "head's logits; f: its penultimate features; a: TAC's total activation vector; "
+        "K_j: class j's code. " + _fit_sentence(m["evaluation"]),
+        "",
+        markdown_table(["score", "family", "definition"], rows, [None] * 3),
+        "",
+    ]
+    if m.get("non_finite"):
+        bad = ", ".join(f"`{k}`: {v}" for k, v in m["non_finite"].items())
+        lines += [f"Non-finite test scores (ranked as least confident): {bad}.", ""]
+    return lines
+
+
+def _figures_section(m: Mapping[str, Any]) -> list[str]:
+    if not m.get("figures"):
+        return []
+    lines = ["## Figures", ""]
+    for name in m["figures"]:
+        lines += [f"![{name}]({name})", ""]
+    return lines
+
+
+def _appendix(m: Mapping[str, Any]) -> list[str]:
+    sets = m["ood"]["sets"]
+    if not sets:
+        return []
+    lines = ["## Appendix: OOD metrics per set", ""]
+    header = ["score", "AUROC ↑ [95% CI]", "AUPR-In ↑", "AUPR-Out ↑", "FPR@95%TPR ↓"]
+    for name, entry in sets.items():
+        extra = f", base accuracy {entry['accuracy']:.3f}" if "accuracy" in entry else ""
+        rows = [
+            [
+                f"`{n}`",
+                _with_ci(r["auroc"], r.get("auroc_ci")),
+                r["aupr_in"],
+                r["aupr_out"],
+                r["fpr_at_95_tpr"],
+            ]
+            for n, r in entry["scores"].items()
+        ]
+        lines += [
+            f"### {name} ({entry['kind']}, {entry['size']} images{extra})",
+            "",
+            markdown_table(header, rows, [None, "high", "high", "high", "low"]),
+            "",
+        ]
+    return lines
+
+
+def render_report(metrics: Mapping[str, Any]) -> str:
+    """The markdown report of a ``metrics.json`` dict."""
+    sections = [
+        _header,
+        _run_section,
+        _summary_section,
+        _accuracy_section,
+        _misclassification_section,
+        _ood_section,
+        _value_section,
+        _scores_section,
+        _figures_section,
+        _appendix,
+    ]
+    lines: list[str] = []
+    for section in sections:
+        lines += section(metrics)
+    lines += [
+        "`null` in `metrics.json` marks an undefined or infinite number (e.g. an "
+        "accept-all threshold of −∞)."
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(directory: str | os.PathLike, metrics: Mapping[str, Any]) -> str:
+    """Writes ``report.md`` into ``directory``; returns its path."""
+    path = os.path.join(os.fspath(directory), REPORT_FILE)
+    with open(path, "w") as f:
+        f.write(render_report(metrics))
+    return path

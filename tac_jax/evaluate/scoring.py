@@ -1,0 +1,426 @@
+"""Every confidence score of a run, computed from one forward pass, and `score_file`.
+
+`SCORES` lists the scores in report order with what each is; all are oriented so that
+higher means "more in-distribution / more likely correct" (METHODS §4–5). TAC's four
+exist only for TAC runs; ReAct and ViM need the model's ``head`` Dense. `compute_scores`
+turns the outputs of `tac_jax.evaluate.collect.collect` into one ``(N,)`` array per
+score in one jitted function, applied in fixed-size batches so it compiles once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tac_jax.batching import batched_apply
+from tac_jax.data.arrays import load_array
+from tac_jax.evaluate.collect import (
+    DEFAULT_BATCH,
+    ODIN_EPSILON,
+    ODIN_TEMPERATURE,
+    Forward,
+    check_batchable,
+    collect,
+    head_params,
+    make_forward,
+)
+from tac_jax.evaluate.fitted import (
+    FITTED_FILE,
+    KNN_K,
+    MAX_FIT,
+    Fitted,
+    fingerprint,
+    fit_or_load,
+    fit_statistics,
+    subset_indices,
+)
+from tac_jax.scores.feature import knn_score, mahalanobis_score, multilayer_mahalanobis_score
+from tac_jax.scores.feature import vim_score as _vim_score
+from tac_jax.scores.gradient import gradnorm
+from tac_jax.scores.logits import energy, max_logit, msp, neg_entropy, react_energy
+from tac_jax.scores.tac import tac_scores
+
+REPORT_DIR = "report"
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreInfo:
+    """What a score is, for readers of a report.
+
+    Attributes:
+      family: ``"tac"``, ``"logits"``, ``"feature"`` or ``"gradient"``.
+      formula: the definition, oriented higher = more confident.
+      needs: ``"tac"`` (a TAC run), ``"fit"`` (training statistics), ``"head"`` (the
+        head's kernel and bias), ``"input"`` (its own perturbed pass), or nothing.
+    """
+
+    family: str
+    formula: str
+    needs: tuple[str, ...] = ()
+
+
+SCORES: dict[str, ScoreInfo] = {
+    "tac": ScoreInfo(
+        "tac",
+        "⟨a, K_ŷ⟩: TAC's activation vector a against the code of the base head's "
+        "prediction ŷ (the paper's confidence)",
+        ("tac",),
+    ),
+    "tac_tac_pred": ScoreInfo(
+        "tac", "⟨a, K_ỹ⟩ with TAC's own Hamming-decoded prediction ỹ", ("tac",)
+    ),
+    "tac_neg_l1": ScoreInfo("tac", "−min_j ‖a − K_j‖₁: L1 distance to the closest code", ("tac",)),
+    "tac_neg_l2": ScoreInfo("tac", "−min_j ‖a − K_j‖₂: L2 distance to the closest code", ("tac",)),
+    "msp": ScoreInfo("logits", "max_c softmax(z)_c"),
+    "max_logit": ScoreInfo("logits", "max_c z_c"),
+    "energy": ScoreInfo("logits", "logsumexp(z) (the negated free energy, T = 1)"),
+    "entropy": ScoreInfo("logits", "Σ_c p_c log p_c (the negated predictive entropy)"),
+    "odin": ScoreInfo(
+        "logits",
+        f"max_c softmax(z(x̃)/T)_c, T = {ODIN_TEMPERATURE:g}, x̃ one signed-gradient step "
+        f"of ε = {ODIN_EPSILON:g} (inputs in [0, 1]) raising the predicted class",
+        ("input",),
+    ),
+    "mahalanobis": ScoreInfo(
+        "feature",
+        "−min_c (f − μ_c)ᵀ Σ⁻¹ (f − μ_c) on the penultimate features f; class means, "
+        "shared covariance",
+        ("fit",),
+    ),
+    "mahalanobis_multi": ScoreInfo(
+        "feature",
+        "Σ over the pooled tapped layers of each layer's Mahalanobis score (unweighted sum)",
+        ("fit",),
+    ),
+    "knn": ScoreInfo(
+        "feature",
+        f"−‖f̂ − f̂_(k)‖: distance of the L2-normalised f̂ = f/‖f‖ to its k-th (k = {KNN_K}, "
+        "at most the fitted examples) nearest normalised training feature",
+        ("fit",),
+    ),
+    "react": ScoreInfo(
+        "feature",
+        "logsumexp(min(f, c) W + b), c the 90th percentile of training activations",
+        ("fit", "head"),
+    ),
+    "vim": ScoreInfo(
+        "feature",
+        "logsumexp(z) − α‖(f − u) projected off the principal subspace‖ (virtual logit)",
+        ("fit", "head"),
+    ),
+    "gradnorm": ScoreInfo(
+        "gradient", "‖f‖₁ · ‖softmax(z) − 1/C‖₁: the head gradient's L1 norm towards uniform"
+    ),
+}
+TAC_NAMES = tuple(name for name, info in SCORES.items() if "tac" in info.needs)
+
+
+def available_scores(has_tac: bool, has_head: bool, image_inputs: bool = True) -> tuple[str, ...]:
+    """The scores a run supports, in `SCORES` order (ODIN needs image inputs to perturb;
+    the integer tokens of a text model have no gradient)."""
+    return tuple(
+        name
+        for name, info in SCORES.items()
+        if (has_tac or "tac" not in info.needs)
+        and (has_head or "head" not in info.needs)
+        and (image_inputs or "input" not in info.needs)
+    )
+
+
+def run_capabilities(setup: Any, head: Any) -> tuple[bool, bool, bool]:
+    """``(has_tac, has_head, image_inputs)`` of a loaded run, for `resolve_scores`."""
+    dtype = np.dtype(setup.input_dtype)
+    image_inputs = dtype == np.uint8 or np.issubdtype(dtype, np.floating)
+    return setup.tac is not None, head is not None, bool(image_inputs)
+
+
+def resolve_scores(
+    requested: Sequence[str] | None, has_tac: bool, has_head: bool, image_inputs: bool = True
+) -> tuple[str, ...]:
+    """``requested`` (default: every available score) checked and put in `SCORES` order.
+
+    Raises:
+      ValueError: on an unknown score or one this run cannot compute.
+    """
+    available = available_scores(has_tac, has_head, image_inputs)
+    if requested is None:
+        return available
+    requested = [requested] if isinstance(requested, str) else list(requested)
+    unknown = [name for name in requested if name not in SCORES]
+    if unknown:
+        raise ValueError(f"expected score names from {list(SCORES)}, got unknown {unknown}")
+    missing = [name for name in requested if name not in available]
+    if missing:
+        why = {
+            "tac": "a base-only run has no TAC head",
+            "head": "the model has no 'head' Dense",
+            "input": "integer inputs cannot be perturbed",
+        }
+        reasons = sorted({why[n] for m in missing for n in SCORES[m].needs if n in why})
+        raise ValueError(
+            f"expected scores this run can compute {list(available)}, got {missing} "
+            f"({'; '.join(reasons)})"
+        )
+    if not requested:
+        raise ValueError("expected at least one score name, got none")
+    return tuple(name for name in SCORES if name in requested)
+
+
+def needs_fit(names: Sequence[str]) -> bool:
+    """Whether any of ``names`` reads fitted training statistics."""
+    return any("fit" in SCORES[name].needs for name in names)
+
+
+@functools.partial(jax.jit, static_argnames=("names", "knn_k"))
+def _score_batch(stats, codes, batch, names, knn_k):
+    logits = batch["logits"]
+    f = batch.get("penultimate")
+    out = {"prediction": jnp.argmax(logits, axis=-1)}
+    if "activation" in batch:
+        tac = tac_scores(batch["activation"], logits, codes)
+        out["tac_prediction"] = tac["tac_prediction"]
+        out.update({name: tac[name] for name in names if name in tac})
+    simple = {
+        "msp": msp,
+        "max_logit": max_logit,
+        "energy": energy,
+        "entropy": neg_entropy,
+    }
+    for name in names:
+        if name in simple:
+            out[name] = simple[name](logits)
+        elif name == "odin":
+            out[name] = batch["odin"]
+        elif name == "mahalanobis":
+            out[name] = mahalanobis_score(stats["mahalanobis"], f)
+        elif name == "mahalanobis_multi":
+            out[name] = multilayer_mahalanobis_score(stats["mahalanobis_multi"], batch["layers"])
+        elif name == "knn":
+            out[name] = knn_score(stats["knn"], f, k=knn_k)
+        elif name == "react":
+            out[name] = react_energy(f, stats["kernel"], stats["bias"], stats["react_threshold"])
+        elif name == "vim":
+            out[name] = _vim_score(stats["vim"], f, logits)
+        elif name == "gradnorm":
+            out[name] = gradnorm(f, logits)
+    return out
+
+
+def compute_scores(
+    outputs: Mapping[str, Any],
+    names: Sequence[str],
+    *,
+    fitted: Fitted | None = None,
+    codes: np.ndarray | None = None,
+    batch_size: int = 1024,
+) -> dict[str, np.ndarray]:
+    """Every score in ``names`` from one dataset's collected outputs.
+
+    Args:
+      outputs: from `tac_jax.evaluate.collect.collect` (with ``"odin"`` if it is named,
+        ``"activation"`` for TAC's scores).
+      names: score names (see `SCORES`).
+      fitted: the training statistics, needed by the feature-based scores.
+      codes: ``(C, M)`` TAC's class codes, for TAC's scores.
+      batch_size: rows per jitted call; every call (the last one padded) has this many,
+        so the scores compile once for all datasets of a run.
+
+    Returns:
+      ``{"prediction"[, "tac_prediction"], name: (N,) ...}`` numpy arrays; predictions
+      are int32, scores float32.
+    """
+    names = tuple(names)
+    unknown = [n for n in names if n not in SCORES]
+    if unknown:
+        raise ValueError(f"expected score names from {list(SCORES)}, got unknown {unknown}")
+    has_tac = "activation" in outputs
+    if any(n in TAC_NAMES for n in names) and (not has_tac or codes is None):
+        raise ValueError("expected TAC activations and codes for TAC's scores, got none")
+    if "odin" in names and "odin" not in outputs:
+        raise ValueError("expected ODIN outputs (collect(..., odin=True)) for 'odin', got none")
+    if needs_fit(names) and fitted is None:
+        raise ValueError("expected fitted statistics for the feature-based scores, got none")
+    # Without codes the activation cannot be decoded: TAC's outputs are left out.
+    keep = ["logits", "penultimate", "odin"] + (["activation"] if codes is not None else [])
+    if "mahalanobis_multi" in names:
+        keep.append("layers")
+    batch = {k: outputs[k] for k in keep if k in outputs}
+    stats = fitted.tree() if fitted is not None else {}
+    knn_k = fitted.knn_k if fitted is not None else KNN_K
+    if batch_size < 1:
+        raise ValueError(f"expected a positive batch size, got {batch_size}")
+    codes_arr = None if codes is None else jnp.asarray(codes, jnp.float32)
+    fn = lambda b: _score_batch(stats, codes_arr, b, names=names, knn_k=knn_k)
+    result = batched_apply(fn, batch, int(batch_size))
+    for key in ("prediction", "tac_prediction"):
+        if key in result:
+            result[key] = result[key].astype(np.int32)
+    return {k: v.astype(np.float32) if k in SCORES else v for k, v in result.items()}
+
+
+def fitted_for_run(
+    workdir: str | os.PathLike,
+    forward: Forward,
+    step: int,
+    train: Mapping[str, np.ndarray],
+    head: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    max_fit: int = MAX_FIT,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    log: Log | None = None,
+) -> Fitted:
+    """The run's fitted statistics, from ``WORKDIR/report/fitted.npz`` when it matches
+    (same checkpoint step, subset and layers), else fitted on (a subset of) ``train``.
+
+    Args:
+      workdir: the run's directory (the cache lives in its ``report/``).
+      forward: the run's passes (`tac_jax.evaluate.collect.make_forward`).
+      step: the checkpoint step the run was loaded at.
+      train: the training split, ``{"image", "label"}``.
+      head: the base head's ``(kernel, bias)`` (`tac_jax.evaluate.collect.head_params`).
+      max_fit: at most this many training examples are used.
+      seed: picks them when the split is larger.
+      batch_size: examples per forward pass.
+      log: optional progress callback.
+    """
+    n = len(train["label"])
+    index = subset_indices(n, max_fit, seed)
+    meta = fingerprint(step, len(index), max_fit, seed if n > max_fit else 0, forward.layers)
+    meta["train_examples"] = int(n)
+    setup = forward.setup
+
+    def fit() -> Fitted:
+        if log:
+            log(f"fitting feature statistics on {len(index)} of {n} training examples")
+        outputs = collect(forward, train["image"][index], batch_size=batch_size)
+        return fit_statistics(
+            outputs, np.asarray(train["label"])[index], setup.config.data.num_classes, head
+        )
+
+    path = os.path.join(os.fspath(workdir), REPORT_DIR, FITTED_FILE)
+    return fit_or_load(path, meta, fit, log=log)
+
+
+def check_inputs(images: Any) -> np.ndarray:
+    """Checks an array's dtype and values before it is scored.
+
+    Raises:
+      ValueError: one sentence naming what was expected and what was given.
+    """
+    images = np.asarray(images)
+    if images.ndim == 0 or images.shape[0] == 0:
+        raise ValueError(f"expected at least one input example, got shape {images.shape}")
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(
+            f"expected uint8 images or floating-point images in [0, 1], got dtype {images.dtype}"
+        )
+    nans = int(np.isnan(images).sum())
+    if nans:
+        raise ValueError(f"expected inputs without NaNs, got {nans} NaN value(s)")
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"expected floating-point inputs in [0, 1] (uint8 for 0..255), got values in "
+            f"[{low:g}, {high:g}]"
+        )
+    return images.astype(np.float32)
+
+
+def score_file(
+    workdir: str | os.PathLike,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    scores: Sequence[str] | None = None,
+    max_fit: int = MAX_FIT,
+    seed: int = 0,
+    log: Log | None = None,
+) -> dict[str, np.ndarray]:
+    """Scores every input of an array file with a trained run and writes an ``.npz``.
+
+    The inputs are in the dataset's raw format: uint8 ``(N, H, W[, C])`` or floats in
+    [0, 1], in a ``.npy``, ``.npz`` or IDX file; the run's own preprocessing is applied.
+    Feature-based scores use the statistics cached in ``WORKDIR/report/fitted.npz``
+    (fitted on the run's training split the first time), so repeated scoring is fast.
+
+    Args:
+      workdir: a trained run's directory.
+      input_path: the array file.
+      output_path: the ``.npz`` to write (written at exactly this path).
+      batch_size: examples per forward pass.
+      scores: the scores to compute (default: every one this run supports).
+      max_fit: training examples the feature statistics are fitted on, at most.
+      seed: picks that subset when the training split is larger.
+      log: optional progress callback.
+
+    Returns:
+      What was written: ``prediction`` (the base head's argmax), ``tac_prediction``
+      (TAC runs) and one ``(N,)`` float32 array per score, under its name.
+
+    Raises:
+      ValueError: if the inputs have the wrong shape, dtype or values (NaNs, floats
+        outside [0, 1]).
+      FileNotFoundError: if the file or the run's checkpoint is missing.
+
+    >>> score_file("runs/smoke_tac", "x.npy", "scores.npz")["tac"].shape  # doctest: +SKIP
+    (50,)
+    """
+    from tac_jax.train.dataset import load_splits
+    from tac_jax.train.setup import load_run
+
+    images = check_inputs(load_array(input_path))
+    if log:
+        log(f"loading the run in {workdir}")
+    setup, step, state = load_run(workdir)
+    images = check_batchable(images, setup.input_shape)
+    forward = make_forward(setup, state)
+    head = head_params(setup, state)
+    names = resolve_scores(scores, *run_capabilities(setup, head))
+    fitted = None
+    if needs_fit(names):
+        train = load_splits(setup.config.data, setup.config.seed)["train"]
+        fitted = fitted_for_run(
+            workdir,
+            forward,
+            step,
+            train,
+            head,
+            max_fit=max_fit,
+            seed=seed,
+            batch_size=batch_size,
+            log=log,
+        )
+    if log:
+        log(f"scoring {len(images)} inputs from {input_path}")
+    outputs = collect(forward, images, batch_size=batch_size, odin="odin" in names)
+    codes = setup.tac.codes.matrix if setup.tac is not None else None
+    result = compute_scores(outputs, names, fitted=fitted, codes=codes)
+    with open(output_path, "wb") as f:
+        np.savez(f, **result)
+    return result
+
+
+__all__ = [
+    "SCORES",
+    "TAC_NAMES",
+    "ScoreInfo",
+    "available_scores",
+    "check_inputs",
+    "compute_scores",
+    "fitted_for_run",
+    "resolve_scores",
+    "run_capabilities",
+    "score_file",
+]

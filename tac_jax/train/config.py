@@ -1,0 +1,205 @@
+"""The training configuration: every field with its default, and its validation.
+
+Experiment configs (``experiments/configs/*.py``) start from `default_config` and change
+what they need, so this file is the one place that lists and documents every field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+
+MODES = ("base", "addon", "scratch")
+SOURCES = ("fashion_mnist", "tfds", "arrays")
+AUGMENTATIONS = ("none", "mnist", "cifar", "flip")
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every training field with its default (a small MLP on Fashion-MNIST, TAC add-on).
+
+    Fields:
+      mode: ``"base"`` (cross-entropy on the base model alone), ``"addon"`` (TAC on a
+        frozen base restored from ``base_workdir``) or ``"scratch"`` (base and TAC jointly).
+      base_workdir: in add-on mode, the workdir of a finished ``"base"`` run.
+      model.name: a `tac_jax.models.MODELS` key; every other ``model.*`` field is passed
+        to the model (``features``, ``channels``, ``depth``, ...).
+      data.source: ``"fashion_mnist"`` (local IDX files), ``"tfds"`` or ``"arrays"``.
+      data.name, data.train_split, data.test_split: the TFDS dataset and splits;
+        data.tfds_method: ``"data_source"`` (ArrayRecord, no TensorFlow) or ``"load"``
+        (``tfds.load``, needs TensorFlow; reads TFRecord-prepared datasets too).
+      data.data_dir: where the files are (empty: the source's default).
+      data.train_images, data.train_labels, data.test_images, data.test_labels: for
+        ``"arrays"``: ``.npy``/``.npz``/IDX files (a labels path may stay empty when
+        the images path is an ``.npz`` holding both).
+      data.num_classes: the class count (``len(classes)`` when a subset is kept).
+      data.classes: keep only these original classes, relabelled 0..k-1 (empty: all).
+      data.validation_fraction: share of the training set held out (0: none).
+      data.train_examples, data.test_examples: keep the first N (0: all).
+      data.augment: on-device training augmentation: ``"none"``, ``"mnist"``
+        (resized crop, rotation, noise), ``"cifar"`` (flip and 4-pixel shift),
+        ``"flip"``.
+      tac.*: the TAC head and loss (see `tac_jax.model.TACModel` and
+        `tac_jax.train.objectives.TACLossConfig`); ``tac.layers`` empty taps the
+        model's default layers; ``tac.code_width`` 0 picks the default width.
+      optim.*, schedule.*: see `tac_jax.train.optim.make_optimizer`.
+      label_smoothing: of the base cross-entropy in ``"base"`` mode.
+      steps: number of updates; batch_size: the global batch (all processes).
+      eval_batch_size: global batch of the final evaluation.
+      seed: seeds the initialisation, data order and every random draw of training.
+      log_every, ckpt_every, keep: logging and checkpoint intervals (in steps), and
+        how many checkpoints to keep.
+      dtype: compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
+      mesh.data, mesh.model: the device mesh (-1: every device left).
+      progress: show a progress bar (process 0, and only on a terminal).
+
+    Returns:
+      An unlocked `ml_collections.ConfigDict`.
+
+    >>> default_config().mode
+    'addon'
+    """
+    config = ml_collections.ConfigDict()
+    config.mode = "addon"
+    config.base_workdir = ""
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "mlp"
+    config.model.features = (64, 64)
+
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "fashion_mnist"
+    config.data.name = ""
+    config.data.data_dir = ""
+    config.data.train_split = "train"
+    config.data.test_split = "test"
+    config.data.tfds_method = "data_source"
+    config.data.train_images = ""
+    config.data.train_labels = ""
+    config.data.test_images = ""
+    config.data.test_labels = ""
+    config.data.num_classes = 10
+    config.data.classes = ()
+    config.data.validation_fraction = 0.0
+    config.data.train_examples = 0
+    config.data.test_examples = 0
+    config.data.augment = "none"
+
+    config.tac = ml_collections.ConfigDict()
+    config.tac.layers = ()
+    config.tac.code_kind = "auto"
+    config.tac.code_width = 0
+    config.tac.code_cap = 16
+    config.tac.code_seed = 0
+    config.tac.projection = "small"
+    config.tac.layer_norm = False
+    config.tac.bottleneck = 1.0
+    config.tac.slicing = "uniform"
+    config.tac.reduction = "mean"
+    config.tac.scale = 10.0
+    # The authors declare the scale a parameter but never optimise it.
+    config.tac.learn_scale = False
+    config.tac.ce_weight = 1.0
+    config.tac.l1_weight = 10.0
+    config.tac.head_weight = 1.0
+    config.tac.code_noise = 0.15
+    config.tac.mixup_alpha = 0.0
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.name = "sgd"
+    config.optim.learning_rate = 0.1
+    config.optim.momentum = 0.9
+    config.optim.nesterov = False
+    config.optim.weight_decay = 5e-5
+    config.optim.clip_norm = 1.0
+    config.optim.b1 = 0.9
+    config.optim.b2 = 0.999
+    config.optim.eps = 1e-8
+
+    config.schedule = ml_collections.ConfigDict()
+    config.schedule.name = "constant"
+    config.schedule.warmup_steps = 0
+    config.schedule.decay_at = ()
+    config.schedule.decay_factor = 0.1
+    config.schedule.end_factor = 0.0
+
+    config.label_smoothing = 0.0
+    config.steps = 100
+    config.batch_size = 128
+    config.eval_batch_size = 500
+    config.seed = 0
+    config.log_every = 10
+    config.ckpt_every = 100
+    config.keep = 3
+    config.dtype = "float32"
+
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.data = -1
+    config.mesh.model = 1
+
+    config.progress = True
+    return config
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"expected config.{name} in {choices}, got {value!r}")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Checks the fields that would otherwise fail late (after data loading or compiling).
+
+    Raises:
+      ValueError: naming the field, what was expected and what was given.
+    """
+    _check_choice("mode", config.mode, MODES)
+    _check_choice("data.source", config.data.source, SOURCES)
+    _check_choice("data.augment", config.data.augment, AUGMENTATIONS)
+    _check_choice("dtype", config.dtype, tuple(COMPUTE_DTYPES))
+    for name in ("steps", "batch_size", "eval_batch_size", "log_every", "ckpt_every", "keep"):
+        if int(config[name]) < 1:
+            raise ValueError(f"expected config.{name} >= 1, got {config[name]}")
+    if config.seed < 0:
+        raise ValueError(f"expected a non-negative config.seed, got {config.seed}")
+    if config.mode == "addon" and not config.base_workdir:
+        raise ValueError(
+            "expected config.base_workdir (the workdir of a finished 'base' run) for mode "
+            "'addon', got ''"
+        )
+    classes = tuple(config.data.classes)
+    if classes and len(classes) != config.data.num_classes:
+        raise ValueError(
+            f"expected config.data.num_classes == len(config.data.classes) = {len(classes)}, "
+            f"got {config.data.num_classes}"
+        )
+    if config.data.num_classes < 2:
+        raise ValueError(f"expected config.data.num_classes >= 2, got {config.data.num_classes}")
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, ml_collections.ConfigDict):
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        return {k: _freeze(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def config_from_dict(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """Rebuilds a config saved as JSON (``config.json`` or checkpoint metadata).
+
+    JSON turns tuples into lists; they become tuples again, so module fields stay hashable.
+
+    >>> config_from_dict({"model": {"features": [8, 8]}}).model.features
+    (8, 8)
+    """
+    return ml_collections.ConfigDict(_freeze(dict(values)))
+
+
+def model_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The ``model.*`` fields passed to `tac_jax.models.create_model` (all but ``name``)."""
+    return {k: _freeze(v) for k, v in config.model.items() if k != "name"}

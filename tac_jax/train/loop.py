@@ -1,0 +1,268 @@
+"""`train_and_evaluate`: the whole run, from a config to final test metrics.
+
+Data, model and optimizer come from the config; the state is created already sharded
+(or restored from the workdir's newest checkpoint, which makes a restarted run resume
+exactly); in add-on mode the frozen base comes from ``config.base_workdir``. Batches are
+a pure function of ``(seed, step)`` and so is every random draw, so a resumed run
+repeats the uninterrupted one bit for bit (on one backend).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from tac_jax.data.pipeline import BatchIterator, eval_batches
+from tac_jax.parallel import DATA_AXIS, abstract_sharded, make_mesh, process_info, shard_batch
+from tac_jax.train.checkpoint import (
+    Checkpointer,
+    clear_preemption,
+    install_sigterm_handler,
+    preemption_requested,
+)
+from tac_jax.train.config import model_fields
+from tac_jax.train.dataset import load_splits
+from tac_jax.train.setup import CKPT_DIR, TrainSetup, build_setup, load_run
+from tac_jax.train.state import TrainState
+from tac_jax.train.step import eval_step_fn, shard_eval_step, shard_train_step, train_step_fn
+from tac_jax.train.writer import MetricsWriter
+
+CONFIG_FILE = "config.json"
+# hook(step, state, metrics) runs after every update, on every process. The state is
+# donated to the next update: a hook copies what it keeps (e.g. with np.asarray).
+Hook = Callable[[int, TrainState, Mapping[str, jax.Array]], None]
+
+
+def to_host(tree: Any) -> Any:
+    """Numpy copies of replicated arrays (readable on every process, unlike
+    ``np.asarray`` on an array spanning several processes)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def _check_divisible(config: ml_collections.ConfigDict, shards: int) -> None:
+    for name in ("batch_size", "eval_batch_size"):
+        if config[name] % shards:
+            raise ValueError(
+                f"expected config.{name} divisible by the {shards} data shards of the mesh, "
+                f"got {config[name]}"
+            )
+
+
+def _load_base(setup: TrainSetup, mesh) -> dict[str, Any]:
+    """The trained base variables of ``config.base_workdir``, checked to fit this run."""
+    config = setup.config
+    base_setup, _, base_state = load_run(config.base_workdir, mesh)
+    base_config = base_setup.config
+    if base_config.mode != "base":
+        raise ValueError(
+            f"expected config.base_workdir to hold a run of mode 'base', got mode "
+            f"{base_config.mode!r} in {config.base_workdir}"
+        )
+    ours = (config.model.name, model_fields(config), config.data.num_classes)
+    theirs = (base_config.model.name, model_fields(base_config), base_config.data.num_classes)
+    if ours != theirs or base_setup.input_shape != setup.input_shape:
+        raise ValueError(
+            f"expected the base run in {config.base_workdir} to have this run's model, classes "
+            f"and input shape {ours + (setup.input_shape,)}, got {theirs + (base_setup.input_shape,)}"
+        )
+    return base_state.variables
+
+
+def _with_base(setup: TrainSetup, state: TrainState, base_variables) -> TrainState:
+    variables = setup.tac.with_base(state.variables, base_variables)
+    params = variables.pop("params")
+    return state.replace(params=params, collections=variables)
+
+
+class _TrainLog:
+    """Averages train metrics over each ``log_every`` steps and reports them (JSON lines,
+    TensorBoard, progress bar). Sums stay on the device between reports: no sync."""
+
+    def __init__(self, config, setup: TrainSetup, writer: MetricsWriter, start: int, show: bool):
+        self.every, self.total, self.batch = config.log_every, int(config.steps), config.batch_size
+        self.writer = writer
+        # One compiled call, rather than one per jnp operation of the schedule.
+        self.learning_rate = jax.jit(setup.schedule)
+        self.bar = tqdm.tqdm(
+            total=self.total,
+            initial=start,
+            desc="train",
+            unit="step",
+            disable=not (show and sys.stderr.isatty()),
+        )
+        self.sums, self.last_step, self.last_time = None, start, time.perf_counter()
+
+    def add(self, step: int, metrics: Mapping[str, jax.Array]) -> None:
+        if self.sums is None:
+            self.sums = metrics
+        else:
+            self.sums = jax.tree.map(jnp.add, self.sums, metrics)
+        if step % self.every == 0 or step == self.total:
+            n, now = step - self.last_step, time.perf_counter()
+            values = {k: float(v) / n for k, v in to_host(self.sums).items()}
+            values["images_per_sec"] = n * self.batch / max(now - self.last_time, 1e-9)
+            values["learning_rate"] = float(self.learning_rate(step - 1))
+            self.writer.write(step, "train", values)
+            self.bar.set_postfix(
+                loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_sec']:.0f}"
+            )
+            self.sums, self.last_step, self.last_time = None, step, now
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def evaluate(
+    setup: TrainSetup,
+    state: TrainState,
+    mesh,
+    arrays: Mapping[str, np.ndarray],
+    batch_size: int,
+) -> dict[str, float]:
+    """Accuracy of the base head (and TAC's, in TAC modes) on a whole split.
+
+    Args:
+      setup: the run's pieces.
+      state: the trained state.
+      mesh: the mesh the state lives on.
+      arrays: ``{"image", "label"}`` of the split (every process holds all of it).
+      batch_size: the global evaluation batch.
+
+    Returns:
+      ``{"accuracy", ["tac_accuracy"], "count"}``.
+    """
+    info = process_info()
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    step = shard_eval_step(eval_step_fn(setup.model), mesh, shardings)
+    totals: dict[str, int] = {}
+    for batch, mask in eval_batches(arrays, batch_size, info.process_index, info.process_count):
+        global_batch, global_mask = shard_batch((batch, mask), mesh)
+        _, counts = step(state, global_batch, global_mask)
+        for name, value in to_host(counts).items():
+            totals[name] = totals.get(name, 0) + int(value)
+    count = max(totals.pop("count"), 1)
+    out = {"accuracy": totals["correct"] / count}
+    if "tac_correct" in totals:
+        out["tac_accuracy"] = totals["tac_correct"] / count
+    out["count"] = count
+    return out
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    hooks: Iterable[Hook] = (),
+) -> dict[str, Any]:
+    """Trains as ``config`` says, checkpointing into ``workdir``, and evaluates.
+
+    Resumes from ``workdir``'s newest checkpoint when there is one. Writes
+    ``config.json``, ``metrics.jsonl`` (train metrics averaged over each ``log_every``
+    steps, then the final evaluation), ``final_metrics.json``, TensorBoard events when a
+    backend is installed, and checkpoints every ``ckpt_every`` steps, at the end and on
+    SIGTERM.
+
+    Args:
+      config: see `tac_jax.train.config.default_config`.
+      workdir: the run's directory.
+      hooks: ``hook(step, state, metrics)`` called after every update.
+
+    Returns:
+      The final metrics: ``step``, ``test_accuracy`` (and ``test_tac_accuracy`` in TAC
+      modes, ``validation_*`` with a validation split); ``preempted: True`` and no
+      evaluation when SIGTERM stopped the run early.
+
+    Raises:
+      ValueError: on an invalid config or data.
+      FileNotFoundError: on missing data or a missing base checkpoint.
+    """
+    workdir = os.path.abspath(os.fspath(workdir))
+    info = process_info()
+    mesh = make_mesh(config.mesh.data, config.mesh.model)
+    _check_divisible(config, mesh.shape[DATA_AXIS])
+    splits = load_splits(config.data, config.seed)
+    train = splits["train"]
+    setup = build_setup(config, train["image"].shape[1:], train["image"].dtype)
+    if info.is_main:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+            f.write(config.to_json(indent=2) + "\n")
+    key = jax.random.key(config.seed)
+    abstract = abstract_sharded(setup.init, mesh, key)
+    shardings = jax.tree.map(lambda a: a.sharding, abstract)
+    total = int(config.steps)
+    metadata = setup.metadata()
+    writer = MetricsWriter(workdir, enabled=info.is_main)
+    previous_handler = None
+    ckpt = Checkpointer(
+        os.path.join(workdir, CKPT_DIR), keep=config.keep, every_steps=config.ckpt_every
+    )
+    try:
+        restored = ckpt.restore_latest(abstract)
+        if restored is not None:
+            start, state = restored
+        else:
+            start = 0
+            # The base is read first so that a wrong base_workdir fails before compiling.
+            base_variables = _load_base(setup, mesh) if config.mode == "addon" else None
+            state = jax.jit(setup.init, out_shardings=shardings)(key)
+            if base_variables is not None:
+                state = _with_base(setup, state, base_variables)
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.getsignal(signal.SIGTERM)
+            # A flag left by a SIGTERM that stopped an earlier run in this process.
+            clear_preemption()
+            install_sigterm_handler()
+        step_fn = train_step_fn(setup.objective, setup.tx, seed=config.seed, augment=setup.augment)
+        train_step = shard_train_step(step_fn, mesh, shardings)
+        batches = BatchIterator(
+            train,
+            config.batch_size,
+            config.seed,
+            start_step=start,
+            process_index=info.process_index,
+            process_count=info.process_count,
+        )
+        log = _TrainLog(config, setup, writer, start, info.is_main and config.progress)
+        with batches:
+            for step in range(start + 1, total + 1):
+                state, metrics = train_step(state, shard_batch(next(batches), mesh))
+                for hook in hooks:
+                    hook(step, state, metrics)
+                log.add(step, metrics)
+                stop = preemption_requested(step)
+                ckpt.save(step, state, metadata=metadata, force=stop or step == total)
+                if stop:
+                    ckpt.wait()
+                    log.close()
+                    return {"step": step, "preempted": True}
+        log.close()
+        ckpt.wait()
+        results: dict[str, Any] = {"step": total}
+        for name in ("validation", "test"):
+            if name in splits:
+                metrics = evaluate(setup, state, mesh, splits[name], config.eval_batch_size)
+                writer.write(total, name, metrics)
+                results.update({f"{name}_{k}": v for k, v in metrics.items()})
+    finally:
+        ckpt.close()
+        writer.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+    if info.is_main:
+        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    return results

@@ -1,0 +1,214 @@
+"""From a config to the pieces of a run: model, optimizer, objective, initial state.
+
+`build_setup` is what training uses; `load_run` rebuilds the same pieces from a
+workdir's checkpoint (its metadata holds the config), which is how add-on training
+restores its base and how evaluation reloads a trained model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh
+
+from tac_jax.data.augment import cifar_augment, mnist_augment, random_horizontal_flip
+from tac_jax.model import TACModel
+from tac_jax.models import create_model, default_layers
+from tac_jax.parallel import abstract_sharded, make_mesh
+from tac_jax.train.checkpoint import Checkpointer, latest_step
+from tac_jax.train.config import COMPUTE_DTYPES, config_from_dict, model_fields, validate_config
+from tac_jax.train.objectives import TACLossConfig
+from tac_jax.train.optim import make_optimizer
+from tac_jax.train.state import TrainState
+from tac_jax.train.step import Objective, make_objective
+
+CKPT_DIR = "ckpt"
+AUGMENT_FNS = {
+    "none": None,
+    "mnist": mnist_augment,
+    "cifar": cifar_augment,
+    "flip": random_horizontal_flip,
+}
+
+
+@dataclasses.dataclass
+class TrainSetup:
+    """The pieces of one run, built from its config.
+
+    Attributes:
+      config: the run's config.
+      input_shape: one example's shape, e.g. ``(28, 28, 1)``.
+      input_dtype: the dtype batches arrive in (``uint8`` or ``float32``).
+      base: the base flax module, in the compute dtype.
+      tac: the resolved `TACModel` in TAC modes, else ``None``.
+      tx: the optimizer (the frozen base masked out in add-on mode).
+      schedule: the learning rate of each update count.
+      objective: the training loss, see `tac_jax.train.step.make_objective`.
+      augment: the per-image training augmentation, or ``None``.
+    """
+
+    config: ml_collections.ConfigDict
+    input_shape: tuple[int, ...]
+    input_dtype: Any
+    base: nn.Module
+    tac: TACModel | None
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    objective: Objective
+    augment: Any
+
+    @property
+    def model(self) -> nn.Module | TACModel:
+        """What the train and eval steps run: the TAC model, or the base in base mode."""
+        return self.tac if self.tac is not None else self.base
+
+    def example(self) -> jax.Array:
+        """A one-example input batch of the right shape and dtype."""
+        return jnp.zeros((1, *self.input_shape), self.input_dtype)
+
+    def init(self, key: jax.Array) -> TrainState:
+        """The initial state (jit it with ``out_shardings`` to create it sharded)."""
+        x = self.example().astype(jnp.float32)
+        if self.tac is not None:
+            variables = self.tac.init(key, x)
+        else:
+            variables = dict(self.base.init(key, x, train=False))
+        variables = dict(variables)
+        params = variables.pop("params")
+        return TrainState.create(params, self.tx, variables)
+
+    def metadata(self) -> dict[str, Any]:
+        """What a checkpoint stores to be rebuilt by `load_run`."""
+        return {
+            "config": self.config.to_dict(),
+            "input_shape": list(self.input_shape),
+            "input_dtype": jnp.dtype(self.input_dtype).name,
+        }
+
+
+def build_setup(
+    config: ml_collections.ConfigDict,
+    input_shape: Sequence[int],
+    input_dtype: Any = jnp.uint8,
+) -> TrainSetup:
+    """Builds the model, optimizer and objective a config describes.
+
+    Args:
+      config: see `tac_jax.train.config.default_config`.
+      input_shape: one example's shape.
+      input_dtype: the dtype of the batches.
+
+    Returns:
+      A `TrainSetup`.
+
+    Raises:
+      ValueError: on an invalid config (bad mode, unknown model, tapped layer missing,
+        ...).
+    """
+    validate_config(config)
+    num_classes = int(config.data.num_classes)
+    fields = model_fields(config)
+    fields.pop("dtype", None)
+    dtype = COMPUTE_DTYPES[config.dtype]
+    base = create_model(config.model.name, num_classes, dtype=dtype, **fields)
+    input_shape = tuple(int(d) for d in input_shape)
+    example = jnp.zeros((1, *input_shape), jnp.float32)
+    tac = None
+    if config.mode != "base":
+        t = config.tac
+        layers = tuple(t.layers) or default_layers(config.model.name, **fields)
+        tac = TACModel(
+            base,
+            layers,
+            num_classes,
+            mode=config.mode,
+            code_kind=t.code_kind,
+            code_width=t.code_width or None,
+            code_cap=t.code_cap,
+            code_seed=t.code_seed,
+            projection=t.projection,
+            layer_norm=t.layer_norm,
+            bottleneck=t.bottleneck,
+            slicing=t.slicing,
+            reduction=t.reduction,
+            scale=t.scale,
+            learn_scale=t.learn_scale,
+            head_dtype=dtype,
+        )
+        tac.resolve(example)
+    tx, schedule = make_optimizer(config.optim, config.schedule, config.steps)
+    if tac is not None:
+        abstract = jax.eval_shape(tac.init, jax.random.key(0), example)
+        tx = tac.optimizer(tx, abstract["params"])
+    loss_config = TACLossConfig(
+        ce_weight=config.tac.ce_weight,
+        l1_weight=config.tac.l1_weight,
+        code_noise=config.tac.code_noise,
+        mixup_alpha=config.tac.mixup_alpha,
+        head_weight=config.tac.head_weight,
+    )
+    objective = make_objective(
+        config.mode,
+        tac if tac is not None else base,
+        num_classes=num_classes,
+        loss_config=loss_config,
+        label_smoothing=config.label_smoothing,
+    )
+    return TrainSetup(
+        config=config,
+        input_shape=input_shape,
+        input_dtype=jnp.dtype(input_dtype),
+        base=base,
+        tac=tac,
+        tx=tx,
+        schedule=schedule,
+        objective=objective,
+        augment=AUGMENT_FNS[config.data.augment],
+    )
+
+
+def load_run(
+    workdir: str | os.PathLike, mesh: Mesh | None = None, step: int | None = None
+) -> tuple[TrainSetup, int, TrainState]:
+    """Rebuilds a run from its workdir's checkpoint.
+
+    Args:
+      workdir: a workdir `tac_jax.train.loop.train_and_evaluate` wrote.
+      mesh: where to place the state (default: every device, replicated).
+      step: the checkpoint to load (default: the newest readable one).
+
+    Returns:
+      ``(setup, step, state)``.
+
+    Raises:
+      FileNotFoundError: if the workdir holds no checkpoint.
+    """
+    directory = os.path.join(os.fspath(workdir), CKPT_DIR)
+    if latest_step(directory) is None:
+        raise FileNotFoundError(f"expected a checkpoint under {directory}, got none")
+    mesh = make_mesh() if mesh is None else mesh
+    with Checkpointer(directory) as ckpt:
+        metadata = ckpt.read_metadata(step)
+        if not metadata or "config" not in metadata:
+            raise ValueError(
+                f"expected checkpoint metadata with a config in {directory}, got {metadata}"
+            )
+        config = config_from_dict(metadata["config"])
+        setup = build_setup(config, metadata["input_shape"], metadata["input_dtype"])
+        abstract = abstract_sharded(setup.init, mesh, jax.random.key(0))
+        if step is None:
+            restored = ckpt.restore_latest(abstract)
+            if restored is None:
+                raise FileNotFoundError(f"expected a readable checkpoint in {directory}, got none")
+            step, state = restored
+        else:
+            state = ckpt.restore(step, abstract)
+    return setup, int(step), state

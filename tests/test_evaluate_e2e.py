@@ -1,0 +1,142 @@
+"""End to end: train the smoke config (base, then a TAC add-on), evaluate every score
+with a small suite, and score array files with the trained run."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from _train_helpers import SMOKE, requires_fmnist
+
+from tac_jax.config_io import load_config
+from tac_jax.data.fashion_mnist import load_fashion_mnist
+from tac_jax.data.idx import write_idx
+from tac_jax.evaluate import SCORES, evaluate_run, score_file
+from tac_jax.train.loop import train_and_evaluate
+from tac_jax.train.setup import load_run
+from tac_jax.train.step import as_float_images
+
+pytestmark = [pytest.mark.slow, requires_fmnist]
+
+
+def smoke(**fields):
+    config = load_config(SMOKE)
+    config.progress = False
+    for key, value in fields.items():
+        config[key] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    base, addon = root / "base", root / "addon"
+    base_config = smoke(mode="base")
+    # A validation split (1% of the training set) on the base run exercises the
+    # threshold choice on validation data; the add-on run halves its test split instead.
+    base_config.data.validation_fraction = 0.01
+    train_and_evaluate(base_config, base)
+    results = train_and_evaluate(smoke(base_workdir=str(base)), addon)
+    messages = []
+    metrics = evaluate_run(addon, num_ood=200, bootstrap=20, log=messages.append)
+    return {"base": base, "addon": addon, "results": results, "metrics": metrics, "log": messages}
+
+
+def test_evaluate_run_writes_the_report_metrics_and_figures(runs):
+    out = runs["addon"] / "report"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(runs["metrics"]))
+    assert set(metrics["summary"]) == set(SCORES)  # a TAC run has every score
+    for name, row in metrics["summary"].items():
+        assert 0.0 <= row["misclassification_auroc"] <= 1.0, name
+        assert 0.0 <= row["mean_ood_auroc"] <= 1.0, name
+    sets = metrics["ood"]["sets"]
+    assert len(sets) == 28 and {e["kind"] for e in sets.values()} == {
+        "synthetic", "far", "corruption",
+    }  # fmt: skip
+    for entry in sets.values():
+        for row in entry["scores"].values():
+            assert 0.0 <= row["auroc"] <= 1.0
+            low, high = row["auroc_ci"]
+            assert low <= high
+    # The harness's accuracies are the training loop's own.
+    assert metrics["accuracy"]["base"] == pytest.approx(runs["results"]["test_accuracy"])
+    assert metrics["accuracy"]["tac"] == pytest.approx(runs["results"]["test_tac_accuracy"])
+    assert metrics["evaluation"]["threshold_split"] == "test_half"
+    assert len(metrics["value"]["scores"]["tac"]["value"]) == 10
+    assert set(metrics["value"]["policies"]) == {
+        "base_gated_by_msp", "base_gated_by_tac", "tac_where_disagree", "reject_where_disagree",
+    }  # fmt: skip
+    text = (out / "report.md").read_text()
+    assert "## Summary" in text and "| `tac` |" in text and "halved" in text
+    for name in metrics["figures"]:
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert {"roc_far.png", "value.png", "histograms.png", "activation_profiles.png"} <= set(
+        metrics["figures"]
+    )
+    assert (out / "fitted.npz").exists()
+
+
+def test_a_base_only_run_has_no_tac_rows(runs):
+    metrics = evaluate_run(runs["base"], suite="none", bootstrap=0, plots=False)
+    names = set(metrics["summary"])
+    assert names and not names & {"tac", "tac_tac_pred", "tac_neg_l1", "tac_neg_l2"}
+    assert "tac" not in metrics["accuracy"]
+    assert list(metrics["value"]["policies"]) == ["base_gated_by_msp"]
+    assert metrics["ood"]["sets"] == {}
+    ev = metrics["evaluation"]
+    assert ev["threshold_split"] == "validation" and ev["val_size"] == 600
+    assert ev["value_test_size"] == ev["test_size"] == 512
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    images, _ = load_fashion_mnist("test")
+    return images[:50]
+
+
+def test_score_file_scores_every_input_with_every_score(runs, test_images, tmp_path):
+    path, out = tmp_path / "x.npy", tmp_path / "scores.npz"
+    np.save(path, test_images)
+    messages = []
+    written = score_file(runs["addon"], path, out, log=messages.append)
+    # The statistics fitted by evaluate_run are reused, not refitted.
+    assert any("reusing fitted statistics" in m for m in messages)
+    with np.load(out) as data:
+        stored = {k: data[k] for k in data.files}
+    assert set(stored) == set(SCORES) | {"prediction", "tac_prediction"}
+    for name in SCORES:
+        assert stored[name].shape == (50,) and np.isfinite(stored[name]).all(), name
+        np.testing.assert_array_equal(stored[name], written[name])
+    setup, _, state = load_run(runs["base"])
+    logits = setup.base.apply(
+        state.variables, as_float_images(jax.numpy.asarray(test_images)[..., None])
+    )
+    np.testing.assert_array_equal(stored["prediction"], np.argmax(np.asarray(logits), axis=1))
+
+    # The same images as floats in an .npz, and as an IDX file, score the same.
+    npz, idx = tmp_path / "x.npz", tmp_path / "x-idx3-ubyte"
+    np.savez(npz, x=test_images.astype(np.float32) / 255.0)
+    write_idx(idx, test_images)
+    from_idx = score_file(runs["addon"], idx, tmp_path / "idx.npz", scores=["tac", "msp"])
+    np.testing.assert_array_equal(from_idx["tac"], stored["tac"])
+    from_npz = score_file(runs["addon"], npz, tmp_path / "npz.npz", scores=["msp", "knn"])
+    np.testing.assert_allclose(from_npz["msp"], stored["msp"], atol=1e-5)
+    np.testing.assert_allclose(from_npz["knn"], stored["knn"], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x: x[:, :20, :20],  # wrong shape
+        lambda x: np.where(x > 100, np.nan, x / 255.0).astype(np.float32),  # NaNs
+        lambda x: x.astype(np.float32),  # floats above 1 (0..255 as floats)
+    ],
+    ids=["shape", "nan", "range"],
+)
+def test_score_file_rejects_bad_inputs(runs, test_images, tmp_path, make):
+    path = tmp_path / "bad.npy"
+    np.save(path, make(test_images))
+    with pytest.raises(ValueError, match="expected"):
+        score_file(runs["addon"], path, tmp_path / "out.npz", scores=["msp"])
+    assert not (tmp_path / "out.npz").exists()
