@@ -19,6 +19,21 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}"
 
+# The text corpus of the tests: Debian's manual pages in six languages (about 20 MB).
+manpages="manpages manpages-dev manpages-de manpages-de-dev manpages-fr manpages-fr-dev
+  manpages-es manpages-es-dev manpages-pl manpages-pl-dev manpages-ru manpages-ru-dev"
+if [[ -n "$extras" && ! -d /usr/share/man/ru/man3 ]]; then
+  if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's manual pages (the text corpus)" >&2
+    apt-get update -qq >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $manpages >/dev/null
+  else
+    echo "setup: the text tests need Debian's manual pages. As root run" >&2
+    echo "  apt-get install -y" $manpages >&2
+  fi
+fi
+
 fmnist=${TAC_JAX_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
 if [[ ! -f "$fmnist/train-images-idx3-ubyte.gz" && ! -f "$fmnist/train-images-idx3-ubyte" ]]; then
   if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then

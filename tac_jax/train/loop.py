@@ -102,6 +102,8 @@ class _TrainLog:
             unit="step",
             disable=not (show and sys.stderr.isatty()),
         )
+        # Without a terminal (logs, CI) the bar is off: print a plain line per report.
+        self.plain = show and not sys.stderr.isatty()
         self.sums, self.last_step, self.last_time = None, start, time.perf_counter()
 
     def add(self, step: int, metrics: Mapping[str, jax.Array]) -> None:
@@ -118,6 +120,13 @@ class _TrainLog:
             self.bar.set_postfix(
                 loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_sec']:.0f}"
             )
+            if self.plain:
+                eta = (self.total - step) * (now - self.last_time) / max(n, 1)
+                print(
+                    f"train step {step}/{self.total} loss {values['loss']:.4f} "
+                    f"{values['images_per_sec']:.0f} images/s ETA {eta:.0f} s",
+                    flush=True,
+                )
             self.sums, self.last_step, self.last_time = None, step, now
         self.bar.update(1)
 
