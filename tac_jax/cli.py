@@ -10,6 +10,7 @@ printed as one line on stderr with exit code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -132,12 +133,66 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=cmd_score)
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Times train steps and TAC scoring; prints one JSON line per case."""
+    from tac_jax.bench import PRESETS, make_cases, run_bench
+
+    cases = make_cases(
+        args.preset, models=args.models, what=args.what, dtypes=args.dtype,
+        train_batch=args.train_batch, score_batch=args.score_batch,
+    )  # fmt: skip
+    preset = PRESETS[args.preset]
+    repeats = preset.repeats if args.repeats is None else args.repeats
+    warmup = preset.warmup if args.warmup is None else args.warmup
+    with open(args.output, "a") if args.output else contextlib.nullcontext() as out:
+
+        def log(line: str) -> None:
+            print(line, flush=True)
+            if out is not None:
+                out.write(line + "\n")
+                out.flush()
+
+        run_bench(cases, repeats=repeats, warmup=warmup, log=log, peak=args.peak_tflops)
+    return 0
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    help_text = "time train steps, TAC scoring and the bare forward on synthetic inputs"
+    parser = sub.add_parser("bench", help=help_text, description=help_text)
+    parser.add_argument("--preset", default="paper", help="paper (default) or smoke (tiny, CPU)")
+    parser.add_argument(
+        "--models",
+        type=_names,
+        help="comma-separated labels, e.g. wrn28_10,mnist_cnn (default: all)",
+    )
+    parser.add_argument(
+        "--what", type=_names, help="from base,addon,scratch,forward,score (default: all)"
+    )
+    parser.add_argument(
+        "--dtype", type=_names, help="float32 and/or bfloat16 (default: the preset's)"
+    )
+    parser.add_argument("--train-batch", type=int, help="global batch of the train steps")
+    parser.add_argument("--score-batch", type=int, help="global batch of forward and score")
+    parser.add_argument("--repeats", type=int, help="timed calls per case (paper: 20)")
+    parser.add_argument("--warmup", type=int, help="untimed calls first (paper: 5)")
+    parser.add_argument(
+        "--peak-tflops", type=float, help="dense peak TFLOP/s per device (default: known GPUs/TPUs)"
+    )
+    parser.add_argument("--output", help="also append the JSON lines to this file")
+    parser.set_defaults(run=cmd_bench)
+
+
 # One function per subcommand, each adding its parser with ``set_defaults(run=...)``.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_parser,
     add_demo_parser,
     add_evaluate_parser,
     add_score_parser,
+    add_bench_parser,
 ]
 
 

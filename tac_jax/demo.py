@@ -32,7 +32,8 @@ def run_demo(
 
     Args:
       workdir: the TAC run's directory; the base trains in ``workdir/base``.
-      config_path: the config both stages share (``mode`` set per stage).
+      config_path: a config file whose ``get_config`` takes the stage, ``"base"`` or
+        ``"addon"``.
       base_steps, tac_steps: override the config's step counts.
       num_ood: images per OOD set.
       bootstrap: bootstrap resamples for the AUROC intervals.
@@ -47,16 +48,14 @@ def run_demo(
 
     workdir = os.fspath(workdir)
     base_dir = os.path.join(workdir, "base")
-    base = load_config(config_path)
-    base.mode = "base"
+    base = load_config(f"{config_path}:base")
     if base_steps is not None:
         base.steps = base_steps
     log(f"demo: training the base CNN into {base_dir}")
     base_results = train_and_evaluate(base, base_dir)
     log(f"demo: base {base_results}")
 
-    tac = load_config(config_path)
-    tac.mode = "addon"
+    tac = load_config(f"{config_path}:addon")
     tac.base_workdir = base_dir
     if tac_steps is not None:
         tac.steps = tac_steps

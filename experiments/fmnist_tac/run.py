@@ -31,12 +31,12 @@ CONFIG = os.path.join(HERE, "..", "configs", "demo.py")
 def run_seed(root: str, seed: int, base_steps: int | None, tac_steps: int | None, num_ood: int):
     base_dir = os.path.join(root, f"seed{seed}", "base")
     tac_dir = os.path.join(root, f"seed{seed}", "tac")
-    base = load_config(CONFIG)
-    base.mode, base.seed = "base", seed
+    base = load_config(f"{CONFIG}:base")
+    base.seed = seed
     base.steps = base_steps or base.steps
     base_metrics = train_and_evaluate(base, base_dir)
-    tac = load_config(CONFIG)
-    tac.mode, tac.seed, tac.base_workdir = "addon", seed, base_dir
+    tac = load_config(f"{CONFIG}:addon")
+    tac.seed, tac.base_workdir = seed, base_dir
     tac.tac.code_seed = seed
     tac.steps = tac_steps or tac.steps
     tac_metrics = train_and_evaluate(tac, tac_dir)
