@@ -107,7 +107,9 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     help_text = "score a trained run with TAC and every baseline; write report/ with plots"
     parser = sub.add_parser("evaluate", help=help_text, description=help_text)
     parser.add_argument("--workdir", required=True, help="a trained run's directory")
-    parser.add_argument("--suite", default="fmnist", choices=("fmnist", "none"), help="OOD suite")
+    parser.add_argument(
+        "--suite", default="fmnist", choices=("fmnist", "text", "none"), help="OOD suite"
+    )
     parser.add_argument("--num-ood", type=int, default=2000, help="images per OOD set")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="subsampling and bootstrap seed")

@@ -1,5 +1,6 @@
 """Datasets for tac_jax: local arrays (`.npy`/`.npz`/IDX), Fashion-MNIST, TFDS,
-on-device augmentation and deterministic sharded batching."""
+on-device augmentation, deterministic sharded batching, and text (Debian's manual
+pages, TFDS text sets, a word vocabulary)."""
 
 from tac_jax.data.arrays import (
     check_labels,
@@ -31,6 +32,7 @@ from tac_jax.data.fashion_mnist import (
     load_fashion_mnist,
 )
 from tac_jax.data.idx import read_idx, write_idx
+from tac_jax.data.manpages import debian_packages, manpage_corpus
 from tac_jax.data.pipeline import (
     BatchIterator,
     epoch_permutation,
@@ -39,7 +41,10 @@ from tac_jax.data.pipeline import (
     process_batch_indices,
     steps_per_epoch,
 )
+from tac_jax.data.text import load_text_dataset, load_tfds_text, stratified_split
 from tac_jax.data.tfds import load_tfds
+from tac_jax.data.troff import read_man_page, troff_to_text
+from tac_jax.data.vocab import Vocab, build_vocab, decode, encode, load_vocab, save_vocab, tokenize
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -72,4 +77,18 @@ __all__ = [
     "to_float_images",
     "uniform_noise",
     "write_idx",
+    "Vocab",
+    "build_vocab",
+    "debian_packages",
+    "decode",
+    "encode",
+    "load_text_dataset",
+    "load_tfds_text",
+    "load_vocab",
+    "manpage_corpus",
+    "read_man_page",
+    "save_vocab",
+    "stratified_split",
+    "tokenize",
+    "troff_to_text",
 ]

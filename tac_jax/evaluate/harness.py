@@ -35,9 +35,10 @@ from tac_jax.evaluate.scoring import (
     run_capabilities,
 )
 from tac_jax.evaluate.suites import KINDS, OODSet, fmnist_suite
+from tac_jax.evaluate.text_suites import text_suite
 from tac_jax.metrics import Costs
 
-SUITES = ("fmnist", "none")
+SUITES = ("fmnist", "text", "none")
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
 # Rows of each OOD set kept for the activation-profile figure.
@@ -103,9 +104,11 @@ def build_suite(
     seed: int,
     severities: Sequence[int],
     corruptions: Sequence[str] | None,
+    vocab: Any = None,
 ) -> list[OODSet]:
     """The OOD sets: ``"fmnist"`` (`fmnist_suite` on the run's test split, plus the
-    held-out classes when the run kept a subset), ``"none"``, or given `OODSet`s."""
+    held-out classes when the run kept a subset), ``"text"`` (`text_suite`, for a text
+    run: pass its ``vocab``), ``"none"``, or given `OODSet`s."""
     if not isinstance(suite, str):
         sets = list(suite)
         if not all(isinstance(s, OODSet) for s in sets):
@@ -115,6 +118,10 @@ def build_suite(
         raise ValueError(f"expected a suite in {SUITES} or a list of OODSet, got {suite!r}")
     if suite == "none":
         return []
+    if suite == "text":
+        if vocab is None:
+            raise ValueError("expected the vocabulary of a text run for suite 'text', got None")
+        return text_suite(data, vocab, test["image"], test["label"], num=num_ood, seed=seed)
     sets = fmnist_suite(
         test["image"],
         test["label"],
@@ -275,8 +282,10 @@ def evaluate_run(
     Args:
       workdir: a run written by `tac_jax.train.loop.train_and_evaluate`.
       suite: ``"fmnist"`` (synthetic, inverted and corrupted copies of ``num_ood`` test
-        images, plus held-out classes when the run kept a subset), ``"none"``, or a
-        sequence of `tac_jax.evaluate.suites.OODSet`.
+        images, plus held-out classes when the run kept a subset), ``"text"``
+        (`tac_jax.evaluate.text_suites.text_suite`; a text run given ``"fmnist"``, an
+        image suite, gets it too), ``"none"``, or a sequence of
+        `tac_jax.evaluate.suites.OODSet`.
       num_ood: images per OOD set.
       costs: ``r``, ``c_rej`` and ``c_def`` of the reject value (``c_err`` is swept).
       c_err_grid: the error costs of the value curve.
@@ -302,7 +311,8 @@ def evaluate_run(
     >>> metrics = evaluate_run("runs/smoke_tac", num_ood=200)  # doctest: +SKIP
     >>> metrics["summary"]["tac"]["mean_ood_auroc"]  # doctest: +SKIP
     """
-    from tac_jax.train.dataset import load_splits
+    from tac_jax.train.config import is_text_data
+    from tac_jax.train.dataset import load_splits, run_vocab
     from tac_jax.train.setup import load_run
 
     say = log or (lambda _: None)
@@ -316,7 +326,10 @@ def evaluate_run(
     has_tac = setup.tac is not None
     head = head_params(setup, state)
     names = resolve_scores(scores, *run_capabilities(setup, head))
-    splits = load_splits(config.data, config.seed)
+    vocab = run_vocab(workdir)
+    if is_text_data(config.data) and suite == "fmnist":
+        suite = "text"
+    splits = load_splits(config.data, config.seed, vocab=vocab)
     forward = make_forward(setup, state)
     fitted = None
     if needs_fit(names):
@@ -352,6 +365,7 @@ def evaluate_run(
         seed=seed,
         severities=severities,
         corruptions=corruptions,
+        vocab=vocab,
     )
     ood, ood_scores, profiles = _score_suite(
         sets, score, {n: test_scores[n] for n in names}, has_tac, bootstrap, seed, say

@@ -377,7 +377,7 @@ def score_file(
     >>> score_file("runs/smoke_tac", "x.npy", "scores.npz")["tac"].shape  # doctest: +SKIP
     (50,)
     """
-    from tac_jax.train.dataset import load_splits
+    from tac_jax.train.dataset import load_splits, run_vocab
     from tac_jax.train.setup import load_run
 
     images = check_inputs(load_array(input_path))
@@ -390,7 +390,8 @@ def score_file(
     names = resolve_scores(scores, *run_capabilities(setup, head))
     fitted = None
     if needs_fit(names):
-        train = load_splits(setup.config.data, setup.config.seed)["train"]
+        data = setup.config.data
+        train = load_splits(data, setup.config.seed, vocab=run_vocab(workdir))["train"]
         fitted = fitted_for_run(
             workdir,
             forward,

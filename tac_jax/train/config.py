@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import ml_collections
 
 MODES = ("base", "addon", "scratch")
-SOURCES = ("fashion_mnist", "tfds", "arrays")
+SOURCES = ("fashion_mnist", "tfds", "arrays", "manpages")
+TEXT_SOURCES = ("manpages",)
 AUGMENTATIONS = ("none", "mnist", "cifar", "flip")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -27,7 +28,8 @@ def default_config() -> ml_collections.ConfigDict:
       base_workdir: in add-on mode, the workdir of a finished ``"base"`` run.
       model.name: a `tac_jax.models.MODELS` key; every other ``model.*`` field is passed
         to the model (``features``, ``channels``, ``depth``, ...).
-      data.source: ``"fashion_mnist"`` (local IDX files), ``"tfds"`` or ``"arrays"``.
+      data.source: ``"fashion_mnist"`` (local IDX files), ``"tfds"``, ``"arrays"`` or
+        ``"manpages"`` (Debian's manual pages as text, see `tac_jax.data.manpages`).
       data.name, data.train_split, data.test_split: the TFDS dataset and splits;
         data.tfds_method: ``"data_source"`` (ArrayRecord, no TensorFlow) or ``"load"``
         (``tfds.load``, needs TensorFlow; reads TFRecord-prepared datasets too).
@@ -42,6 +44,16 @@ def default_config() -> ml_collections.ConfigDict:
       data.augment: on-device training augmentation: ``"none"``, ``"mnist"``
         (resized crop, rotation, noise), ``"cifar"`` (flip and 4-pixel shift),
         ``"flip"``.
+      data.text_key, data.label_key: for ``"tfds"``: a non-empty text_key makes it a
+        text dataset read by `tac_jax.data.text.load_tfds_text`.
+      data.task, data.sections, data.languages, data.max_per_class,
+        data.min_per_class, data.test_fraction: for ``"manpages"``: the task
+        (``"section"`` or ``"language"``), the sections and languages read (empty: the
+        defaults), at most this many pages per class (0: all), the fewest a class may
+        have, the share of each class for test.
+      data.max_len, data.vocab_size, data.min_count: text sources: tokens per example,
+        ids of the word vocabulary built on the training split (saved as
+        ``vocab.json`` in the workdir) and the rarest word it keeps.
       tac.*: the TAC head and loss (see `tac_jax.model.TACModel` and
         `tac_jax.train.objectives.TACLossConfig`); ``tac.layers`` empty taps the
         model's default layers; ``tac.code_width`` 0 picks the default width.
@@ -87,6 +99,17 @@ def default_config() -> ml_collections.ConfigDict:
     config.data.train_examples = 0
     config.data.test_examples = 0
     config.data.augment = "none"
+    config.data.text_key = ""
+    config.data.label_key = "label"
+    config.data.task = "section"
+    config.data.sections = ()
+    config.data.languages = ()
+    config.data.max_per_class = 0
+    config.data.min_per_class = 100
+    config.data.test_fraction = 0.2
+    config.data.max_len = 256
+    config.data.vocab_size = 8192
+    config.data.min_count = 2
 
     config.tac = ml_collections.ConfigDict()
     config.tac.layers = ()
@@ -177,6 +200,38 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.data.num_classes < 2:
         raise ValueError(f"expected config.data.num_classes >= 2, got {config.data.num_classes}")
+    if is_text_data(config.data):
+        _validate_text(config)
+
+
+def is_text_data(data: ml_collections.ConfigDict) -> bool:
+    """Whether ``config.data`` names a text source (integer token inputs).
+
+    >>> is_text_data(default_config().data)
+    False
+    """
+    return data.source in TEXT_SOURCES or (data.source == "tfds" and bool(data.get("text_key")))
+
+
+def _validate_text(config: ml_collections.ConfigDict) -> None:
+    data = config.data
+    if data.augment != "none":
+        raise ValueError(f"expected config.data.augment 'none' for text data, got {data.augment!r}")
+    if config.tac.mixup_alpha > 0:
+        # Mixing integer token ids gives no sequence at all.
+        raise ValueError(
+            f"expected config.tac.mixup_alpha 0 for text data, got {config.tac.mixup_alpha}"
+        )
+    if tuple(data.classes):
+        raise ValueError(
+            f"expected no config.data.classes for text data, got {tuple(data.classes)}"
+        )
+    for name in ("max_len", "vocab_size"):
+        limit = config.model.get(name)
+        if limit is not None and int(data.get(name, 0)) > int(limit):
+            raise ValueError(
+                f"expected config.data.{name} <= config.model.{name}={limit}, got {data.get(name)}"
+            )
 
 
 def _freeze(value: Any) -> Any:

@@ -2,17 +2,26 @@
 
 Images stay uint8 when stored so (the train step converts them on the device);
 floating-point images are checked to lie in [0, 1]. Every split gets a channel axis.
+Text becomes int32 token ids ``(N, max_len)`` under the same ``"image"`` key (the
+model's input, whatever it is), encoded with a word vocabulary built on the training
+split; a run keeps it as ``vocab.json`` so that evaluation encodes text the same way.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
 from tac_jax.data.arrays import keep_classes, load_labeled, split_validation, to_float_images
 from tac_jax.data.fashion_mnist import load_fashion_mnist
+from tac_jax.data.text import load_text_dataset, load_tfds_text
 from tac_jax.data.tfds import load_tfds
+from tac_jax.data.vocab import Vocab, build_vocab, encode, load_vocab
+from tac_jax.train.config import is_text_data
+
+VOCAB_FILE = "vocab.json"
 
 Split = dict[str, np.ndarray]
 
@@ -64,20 +73,25 @@ def _first(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, 
     return images[:n], labels[:n]
 
 
-def load_splits(data: Any, seed: int) -> dict[str, Split]:
+def load_splits(data: Any, seed: int, *, vocab: Vocab | None = None) -> dict[str, Split]:
     """Loads ``train``, ``test`` and, with a validation fraction, ``validation``.
 
     Args:
       data: the ``config.data`` section (see `tac_jax.train.config.default_config`).
       seed: fixes which examples go to validation.
+      vocab: text sources: encode with this vocabulary (a run's `run_vocab`) rather
+        than one built on the training split.
 
     Returns:
-      ``{split: {"image": (N, H, W, C), "label": (N,) int32}}``.
+      ``{split: {"image": (N, H, W, C), "label": (N,) int32}}``; text sources give
+      int32 token ids ``(N, max_len)`` as ``"image"``.
 
     Raises:
       FileNotFoundError: if a file is missing.
       ValueError: on inconsistent data (labels out of range, mismatched shapes, ...).
     """
+    if is_text_data(data):
+        return load_text_splits(data, seed, vocab)[0]
     out = {}
     for which in ("train", "test"):
         images, labels = _load_pair(data, which)
@@ -104,3 +118,108 @@ def load_splits(data: Any, seed: int) -> dict[str, Split]:
     if len(set(shapes.values())) != 1:
         raise ValueError(f"expected one image shape across splits, got {shapes}")
     return splits
+
+
+def run_vocab(workdir: str | os.PathLike) -> Vocab | None:
+    """The vocabulary a text run saved in ``workdir``, or None (an image run)."""
+    path = os.path.join(os.fspath(workdir), VOCAB_FILE)
+    return load_vocab(path) if os.path.exists(path) else None
+
+
+def _check_text_labels(labels: np.ndarray, num_classes: int, which: str) -> None:
+    if labels.size and int(labels.max()) >= num_classes:
+        raise ValueError(
+            f"expected {which} labels below config.data.num_classes={num_classes}, "
+            f"got maximum {int(labels.max())}"
+        )
+
+
+def _tfds_text(data: Any, seed: int, vocab: Vocab | None) -> tuple[dict[str, Split], Vocab]:
+    def read(split: str) -> tuple[list[str], np.ndarray]:
+        return load_tfds_text(
+            data.name, split, data.text_key, data.get("label_key", "label"),
+            data.data_dir or None, method=data.get("tfds_method", "data_source"),
+        )  # fmt: skip
+
+    if not data.name:
+        raise ValueError("expected config.data.name (a TFDS dataset name), got ''")
+    # Texts are selected by index, as images are by rows, so both sources split alike.
+    texts, labels = read(data.train_split)
+    index = np.arange(len(texts))
+    parts = {}
+    if data.validation_fraction > 0:
+        index, labels, val_index, val_labels = split_validation(
+            index, labels, data.validation_fraction, seed
+        )
+        parts["validation"] = ([texts[i] for i in val_index], val_labels)
+    index, labels = _first(index, labels, data.train_examples)
+    parts["train"] = ([texts[i] for i in index], labels)
+    texts, labels = read(data.test_split)
+    index, labels = _first(np.arange(len(texts)), labels, data.test_examples)
+    parts["test"] = ([texts[i] for i in index], labels)
+    if vocab is None:
+        vocab = build_vocab(parts["train"][0], data.vocab_size, data.get("min_count", 2))
+    splits = {
+        name: {"image": encode(vocab, texts, data.max_len), "label": labels}
+        for name, (texts, labels) in parts.items()
+    }
+    return splits, vocab
+
+
+def load_text_splits(
+    data: Any, seed: int, vocab: Vocab | None = None
+) -> tuple[dict[str, Split], Vocab]:
+    """The splits of a text source and the vocabulary that encoded them.
+
+    ``"manpages"`` splits each class into train, validation and test
+    (`tac_jax.data.text.load_text_dataset`); a TFDS text set keeps its own test split
+    and holds out ``validation_fraction`` of its training split.
+
+    Args:
+      data: the ``config.data`` section of a text source.
+      seed: fixes the split.
+      vocab: encode with it; None builds one on the training split.
+
+    Returns:
+      ``({split: {"image": int32 (N, max_len), "label": int32 (N,)}}, vocab)``.
+
+    Raises:
+      FileNotFoundError: if the corpus is missing (it names the packages to install).
+      ValueError: on a class count that is not ``data.num_classes``.
+    """
+    if data.source == "tfds":
+        splits, vocab = _tfds_text(data, seed, vocab)
+    elif data.source == "manpages":
+        options = {
+            "max_per_class": int(data.get("max_per_class", 0)) or None,
+            "min_per_class": int(data.get("min_per_class", 100)),
+        }
+        if data.data_dir:
+            # A tree of one's own is no dpkg install: keep every page found there.
+            options.update(root=data.data_dir, packages=None)
+        for name in ("sections", "languages"):
+            if tuple(data.get(name, ())):
+                options[name] = tuple(str(v) for v in data[name])
+        corpus = load_text_dataset(
+            data.get("task", "section"), data.max_len, data.vocab_size,
+            data.validation_fraction, data.get("test_fraction", 0.2), seed,
+            min_count=data.get("min_count", 2), vocab=vocab,
+            **options,
+        )  # fmt: skip
+        if len(corpus["class_names"]) != data.num_classes:
+            raise ValueError(
+                f"expected config.data.num_classes to be {len(corpus['class_names'])} (the "
+                f"classes {corpus['class_names']}), got {data.num_classes}"
+            )
+        vocab = corpus["vocab"]
+        renamed = {"train": "train", "val": "validation", "test": "test"}
+        splits = {
+            new: {"image": corpus[old]["tokens"], "label": corpus[old]["label"]}
+            for old, new in renamed.items()
+            if len(corpus[old]["label"]) or new != "validation"
+        }
+    else:
+        raise ValueError(f"expected a text source ('manpages' or 'tfds'), got {data.source!r}")
+    for name, split in splits.items():
+        _check_text_labels(split["label"], data.num_classes, name)
+    return splits, vocab

@@ -25,6 +25,7 @@ import numpy as np
 import tqdm
 
 from tac_jax.data.pipeline import BatchIterator, eval_batches
+from tac_jax.data.vocab import Vocab, save_vocab
 from tac_jax.parallel import DATA_AXIS, abstract_sharded, make_mesh, process_info, shard_batch
 from tac_jax.train.checkpoint import (
     Checkpointer,
@@ -32,8 +33,8 @@ from tac_jax.train.checkpoint import (
     install_sigterm_handler,
     preemption_requested,
 )
-from tac_jax.train.config import model_fields
-from tac_jax.train.dataset import load_splits
+from tac_jax.train.config import is_text_data, model_fields
+from tac_jax.train.dataset import VOCAB_FILE, load_splits, load_text_splits, run_vocab
 from tac_jax.train.setup import CKPT_DIR, TrainSetup, build_setup, load_run
 from tac_jax.train.state import TrainState
 from tac_jax.train.step import eval_step_fn, shard_eval_step, shard_train_step, train_step_fn
@@ -78,6 +79,19 @@ def _load_base(setup: TrainSetup, mesh) -> dict[str, Any]:
             f"and input shape {ours + (setup.input_shape,)}, got {theirs + (base_setup.input_shape,)}"
         )
     return base_state.variables
+
+
+def _load_data(
+    config: ml_collections.ConfigDict, workdir: str
+) -> tuple[dict[str, Any], Vocab | None]:
+    """The run's splits, and for text its vocabulary: the one this workdir (resuming) or
+    the base run (add-on) saved, so every stage encodes text with the same ids."""
+    if not is_text_data(config.data):
+        return load_splits(config.data, config.seed), None
+    vocab = run_vocab(workdir)
+    if vocab is None and config.mode == "addon":
+        vocab = run_vocab(config.base_workdir)
+    return load_text_splits(config.data, config.seed, vocab)
 
 
 def _with_base(setup: TrainSetup, state: TrainState, base_variables) -> TrainState:
@@ -179,10 +193,10 @@ def train_and_evaluate(
     """Trains as ``config`` says, checkpointing into ``workdir``, and evaluates.
 
     Resumes from ``workdir``'s newest checkpoint when there is one. Writes
-    ``config.json``, ``metrics.jsonl`` (train metrics averaged over each ``log_every``
-    steps, then the final evaluation), ``final_metrics.json``, TensorBoard events when a
-    backend is installed, and checkpoints every ``ckpt_every`` steps, at the end and on
-    SIGTERM.
+    ``config.json`` (and ``vocab.json`` for text data), ``metrics.jsonl`` (train
+    metrics averaged over each ``log_every`` steps, then the final evaluation),
+    ``final_metrics.json``, TensorBoard events when a backend is installed, and
+    checkpoints every ``ckpt_every`` steps, at the end and on SIGTERM.
 
     Args:
       config: see `tac_jax.train.config.default_config`.
@@ -202,13 +216,15 @@ def train_and_evaluate(
     info = process_info()
     mesh = make_mesh(config.mesh.data, config.mesh.model)
     _check_divisible(config, mesh.shape[DATA_AXIS])
-    splits = load_splits(config.data, config.seed)
+    splits, vocab = _load_data(config, workdir)
     train = splits["train"]
     setup = build_setup(config, train["image"].shape[1:], train["image"].dtype)
     if info.is_main:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
             f.write(config.to_json(indent=2) + "\n")
+        if vocab is not None:
+            save_vocab(vocab, os.path.join(workdir, VOCAB_FILE))
     key = jax.random.key(config.seed)
     abstract = abstract_sharded(setup.init, mesh, key)
     shardings = jax.tree.map(lambda a: a.sharding, abstract)

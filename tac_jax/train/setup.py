@@ -28,7 +28,7 @@ from tac_jax.train.config import COMPUTE_DTYPES, config_from_dict, model_fields,
 from tac_jax.train.objectives import TACLossConfig
 from tac_jax.train.optim import make_optimizer
 from tac_jax.train.state import TrainState
-from tac_jax.train.step import Objective, make_objective
+from tac_jax.train.step import Objective, as_float_images, make_objective
 
 CKPT_DIR = "ckpt"
 AUGMENT_FNS = {
@@ -39,6 +39,13 @@ AUGMENT_FNS = {
 }
 
 
+def _model_input(x: jax.Array) -> jax.Array:
+    """What the model sees of a batch after the step's preprocessing: float32 images, or
+    integer token ids unchanged (an embedding lookup needs integers)."""
+    x = as_float_images(x)
+    return x if jnp.issubdtype(x.dtype, jnp.integer) else x.astype(jnp.float32)
+
+
 @dataclasses.dataclass
 class TrainSetup:
     """The pieces of one run, built from its config.
@@ -46,7 +53,8 @@ class TrainSetup:
     Attributes:
       config: the run's config.
       input_shape: one example's shape, e.g. ``(28, 28, 1)``.
-      input_dtype: the dtype batches arrive in (``uint8`` or ``float32``).
+      input_dtype: the dtype batches arrive in (``uint8`` or ``float32`` images,
+        ``int32`` token ids).
       base: the base flax module, in the compute dtype.
       tac: the resolved `TACModel` in TAC modes, else ``None``.
       tx: the optimizer (the frozen base masked out in add-on mode).
@@ -76,7 +84,7 @@ class TrainSetup:
 
     def init(self, key: jax.Array) -> TrainState:
         """The initial state (jit it with ``out_shardings`` to create it sharded)."""
-        x = self.example().astype(jnp.float32)
+        x = _model_input(self.example())
         if self.tac is not None:
             variables = self.tac.init(key, x)
         else:
@@ -103,8 +111,8 @@ def build_setup(
 
     Args:
       config: see `tac_jax.train.config.default_config`.
-      input_shape: one example's shape.
-      input_dtype: the dtype of the batches.
+      input_shape: one example's shape, e.g. ``(28, 28, 1)`` or ``(max_len,)``.
+      input_dtype: the dtype of the batches (int32 for token ids).
 
     Returns:
       A `TrainSetup`.
@@ -120,7 +128,7 @@ def build_setup(
     dtype = COMPUTE_DTYPES[config.dtype]
     base = create_model(config.model.name, num_classes, dtype=dtype, **fields)
     input_shape = tuple(int(d) for d in input_shape)
-    example = jnp.zeros((1, *input_shape), jnp.float32)
+    example = _model_input(jnp.zeros((1, *input_shape), jnp.dtype(input_dtype)))
     tac = None
     if config.mode != "base":
         t = config.tac

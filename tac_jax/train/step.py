@@ -35,7 +35,8 @@ STEP_MODES = ("base", "addon", "scratch")
 
 
 def as_float_images(x: jax.Array) -> jax.Array:
-    """uint8 images become float32 in [0, 1] on the device; other inputs pass through.
+    """uint8 images become float32 in [0, 1] on the device; other inputs pass through,
+    the int32 token ids of text models unchanged.
 
     Batches travel as uint8 when the data is uint8: a quarter of the host-to-device bytes.
     """
