@@ -10,19 +10,10 @@ import sys
 import tempfile
 
 import numpy as np
-import pytest
-
-from tac_jax.data.fashion_mnist import fashion_mnist_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "experiments" / "configs" / "smoke.py"
 WORKER = pathlib.Path(__file__).with_name("_train_worker.py")
-
-requires_fmnist = pytest.mark.skipif(
-    not os.path.exists(os.path.join(fashion_mnist_dir(), "t10k-labels-idx1-ubyte.gz"))
-    and not os.path.exists(os.path.join(fashion_mnist_dir(), "t10k-labels-idx1-ubyte")),
-    reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist)",
-)
 
 
 # Shared by every worker of this test session, so identical programs compile once.

@@ -6,7 +6,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from _train_helpers import SMOKE, requires_fmnist
+from _train_helpers import SMOKE
 
 from tac_jax import cli
 from tac_jax.config_io import load_config
@@ -16,7 +16,7 @@ from tac_jax.train.loop import train_and_evaluate
 from tac_jax.train.setup import load_run
 from tac_jax.train.writer import read_metrics
 
-pytestmark = [pytest.mark.slow, requires_fmnist]
+pytestmark = [pytest.mark.slow]
 
 
 def smoke(**fields):

@@ -13,12 +13,11 @@ from _train_helpers import (
     free_port,
     load_state,
     params_of,
-    requires_fmnist,
     run_worker,
     start_worker,
 )
 
-pytestmark = [pytest.mark.slow, requires_fmnist]
+pytestmark = [pytest.mark.slow]
 
 # A few steps in scratch mode (every parameter trains), with on-device augmentation so
 # the per-example keys are checked to follow the example, not the device.

@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 import pytest
-from _train_helpers import finish, load_state, requires_fmnist, run_worker, start_worker
+from _train_helpers import finish, load_state, run_worker, start_worker
 
 from tac_jax.train.checkpoint import latest_step
 
-pytestmark = [pytest.mark.slow, requires_fmnist]
+pytestmark = [pytest.mark.slow]
 
 OVERRIDES = (
     "--config.mode=scratch",
