@@ -17,7 +17,7 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c scripts/constraints.txt -e ".${extras}"
 
 # The text corpus of the tests: Debian's manual pages in six languages (about 20 MB).
 manpages="manpages manpages-dev manpages-de manpages-de-dev manpages-fr manpages-fr-dev
