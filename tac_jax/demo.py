@@ -25,6 +25,7 @@ def run_demo(
     tac_steps: int | None = None,
     num_ood: int = 2000,
     bootstrap: int = 200,
+    seed: int = 0,
     log: Callable[[str], None] = print,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -37,6 +38,7 @@ def run_demo(
       base_steps, tac_steps: override the config's step counts.
       num_ood: images per OOD set.
       bootstrap: bootstrap resamples for the AUROC intervals.
+      seed: the run's seed: data order, initialisation, class codes, OOD subsets.
       log: where progress lines go.
       command: the command line to print in the report.
 
@@ -49,6 +51,7 @@ def run_demo(
     workdir = os.fspath(workdir)
     base_dir = os.path.join(workdir, "base")
     base = load_config(f"{config_path}:base")
+    base.seed = seed
     if base_steps is not None:
         base.steps = base_steps
     log(f"demo: training the base CNN into {base_dir}")
@@ -57,6 +60,7 @@ def run_demo(
 
     tac = load_config(f"{config_path}:addon")
     tac.base_workdir = base_dir
+    tac.seed = tac.tac.code_seed = seed
     if tac_steps is not None:
         tac.steps = tac_steps
     log(f"demo: training the TAC add-on into {workdir}")
@@ -65,7 +69,13 @@ def run_demo(
 
     log("demo: scoring the test set and the OOD suite with every score")
     metrics = evaluate_run(
-        workdir, suite="fmnist", num_ood=num_ood, bootstrap=bootstrap, log=log, command=command
+        workdir,
+        suite="fmnist",
+        num_ood=num_ood,
+        bootstrap=bootstrap,
+        seed=seed,
+        log=log,
+        command=command,
     )
     log(f"demo: report in {os.path.join(workdir, 'report', 'report.md')}")
     return metrics

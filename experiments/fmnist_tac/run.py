@@ -19,29 +19,26 @@ import platform
 import sys
 import time
 
-from tac_jax.config_io import load_config
-from tac_jax.evaluate import evaluate_run
+from tac_jax.demo import run_demo
 from tac_jax.evaluate.aggregate import aggregate_summaries, summary_table
-from tac_jax.train.loop import train_and_evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "configs", "demo.py")
 
 
 def run_seed(root: str, seed: int, base_steps: int | None, tac_steps: int | None, num_ood: int):
-    base_dir = os.path.join(root, f"seed{seed}", "base")
-    tac_dir = os.path.join(root, f"seed{seed}", "tac")
-    base = load_config(f"{CONFIG}:base")
-    base.seed = seed
-    base.steps = base_steps or base.steps
-    base_metrics = train_and_evaluate(base, base_dir)
-    tac = load_config(f"{CONFIG}:addon")
-    tac.seed, tac.base_workdir = seed, base_dir
-    tac.tac.code_seed = seed
-    tac.steps = tac_steps or tac.steps
-    tac_metrics = train_and_evaluate(tac, tac_dir)
-    metrics = evaluate_run(tac_dir, suite="fmnist", num_ood=num_ood, bootstrap=200, seed=seed)
-    return base_metrics, tac_metrics, metrics
+    """`tac_jax.demo.run_demo` for one seed into ``ROOT/seedN``; returns the base run's
+    final metrics, the TAC run's and the evaluation's."""
+    workdir = os.path.join(root, f"seed{seed}")
+    metrics = run_demo(
+        workdir, config_path=CONFIG, base_steps=base_steps, tac_steps=tac_steps,
+        num_ood=num_ood, seed=seed, log=print,
+    )  # fmt: skip
+    finals = []
+    for run in (os.path.join(workdir, "base"), workdir):
+        with open(os.path.join(run, "final_metrics.json")) as f:
+            finals.append(json.load(f))
+    return finals[0], finals[1], metrics
 
 
 def main(argv=None) -> int:

@@ -10,22 +10,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tac_jax.models.conv_bn import conv_and_norm
 from tac_jax.models.head import classifier_head
 from tac_jax.models.inputs import check_images
-
-# He-normal on fan-out, the usual initialisation for ReLU networks with BatchNorm.
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-
-def _layers(train: bool, dtype: Any, param_dtype: Any) -> tuple[Any, Any]:
-    norm = functools.partial(
-        nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-        dtype=dtype, param_dtype=param_dtype,
-    )  # fmt: skip
-    conv = functools.partial(
-        nn.Conv, use_bias=False, kernel_init=_conv_init, dtype=dtype, param_dtype=param_dtype
-    )
-    return norm, conv
 
 
 class BasicBlock(nn.Module):
@@ -42,7 +29,7 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        norm, conv = _layers(train, self.dtype, self.param_dtype)
+        norm, conv = conv_and_norm(train, self.dtype, self.param_dtype)
         y = conv(self.features, (3, 3), self.strides, padding=1, name="conv1")(x)
         y = nn.relu(norm(name="norm1")(y))
         y = conv(self.features, (3, 3), padding=1, name="conv2")(y)
@@ -65,7 +52,7 @@ class BottleneckBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        norm, conv = _layers(train, self.dtype, self.param_dtype)
+        norm, conv = conv_and_norm(train, self.dtype, self.param_dtype)
         out = self.features * self.expansion
         y = nn.relu(norm(name="norm1")(conv(self.features, (1, 1), name="conv1")(x)))
         y = conv(self.features, (3, 3), self.strides, padding=1, name="conv2")(y)
@@ -79,7 +66,7 @@ def _shortcut(block: nn.Module, x: jax.Array, features: int, train: bool) -> jax
     """Identity, or a strided 1×1 convolution + BN where the shape changes."""
     if block.strides == 1 and x.shape[-1] == features:
         return x
-    norm, conv = _layers(train, block.dtype, block.param_dtype)
+    norm, conv = conv_and_norm(train, block.dtype, block.param_dtype)
     x = conv(features, (1, 1), block.strides, name="shortcut_conv")(x)
     return norm(name="shortcut_norm")(x)
 
@@ -135,7 +122,7 @@ class ResNet(nn.Module):
             raise ValueError(
                 f"expected at least one stage of at least one block, got {self.stage_sizes}"
             )
-        norm, conv = _layers(train, self.dtype, self.param_dtype)
+        norm, conv = conv_and_norm(train, self.dtype, self.param_dtype)
         h = jnp.asarray(x, self.dtype)
         if self.small_inputs:
             h = conv(self.num_filters, (3, 3), padding=1, name="stem_conv")(h)

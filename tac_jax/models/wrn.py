@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tac_jax.models.conv_bn import conv_and_norm
 from tac_jax.models.head import classifier_head
 from tac_jax.models.inputs import check_images
-
-# He-normal on fan-out, the usual initialisation for ReLU networks with BatchNorm.
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-
-def _layers(train: bool, dtype: Any, param_dtype: Any) -> tuple[Any, Any]:
-    norm = functools.partial(
-        nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-        dtype=dtype, param_dtype=param_dtype,
-    )  # fmt: skip
-    conv = functools.partial(
-        nn.Conv, use_bias=False, kernel_init=_conv_init, dtype=dtype, param_dtype=param_dtype
-    )
-    return norm, conv
 
 
 class WideBasicBlock(nn.Module):
@@ -42,7 +28,7 @@ class WideBasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        norm, conv = _layers(train, self.dtype, self.param_dtype)
+        norm, conv = conv_and_norm(train, self.dtype, self.param_dtype)
         pre = nn.relu(norm(name="norm1")(x))
         y = conv(self.features, (3, 3), self.strides, padding=1, name="conv1")(pre)
         y = nn.relu(norm(name="norm2")(y))
@@ -102,7 +88,7 @@ class WideResNet(nn.Module):
         if self.depth < 10 or (self.depth - 4) % 6:
             raise ValueError(f"expected depth of the form 6n+4, got {self.depth}")
         blocks_per_group = (self.depth - 4) // 6
-        norm, conv = _layers(train, self.dtype, self.param_dtype)
+        norm, conv = conv_and_norm(train, self.dtype, self.param_dtype)
         h = conv(16, (3, 3), padding=1, name="stem")(jnp.asarray(x, self.dtype))
         for g, (width, strides) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
             for b in range(blocks_per_group):
