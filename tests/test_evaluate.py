@@ -220,16 +220,34 @@ def test_jsonable_turns_nan_and_infinity_into_null():
 
 
 def test_resolve_scores_per_kind_of_run():
-    assert scoring.resolve_scores(None, True, True) == tuple(scoring.SCORES)
-    base_only = scoring.resolve_scores(None, False, True)
+    base = {"fit", "features", "head", "input"}
+    tac_run = scoring.resolve_scores(None, base | {"tac"})
+    assert set(scoring.TAC_NAMES) <= set(tac_run)
+    base_only = scoring.resolve_scores(None, base)
     assert not set(base_only) & set(scoring.TAC_NAMES)
-    assert "react" not in scoring.resolve_scores(None, False, False)
-    assert "odin" not in scoring.resolve_scores(None, True, True, image_inputs=False)
-    assert scoring.resolve_scores(["knn", "msp"], False, True) == ("msp", "knn")
-    with pytest.raises(ValueError, match="expected scores this run can compute.*no TAC head"):
-        scoring.resolve_scores(["tac"], False, True)
+    assert "react" not in scoring.resolve_scores(None, base - {"head"})
+    assert "odin" not in scoring.resolve_scores(None, base - {"input"})
+    assert "mc_dropout_mi" in scoring.resolve_scores(None, base | {"dropout"})
+    assert "mc_dropout_mi" not in base_only
+    ensemble = scoring.resolve_scores(None, {"fit", "input", "ensemble"})
+    assert {"ensemble_msp", "ensemble_mi", "purview", "msp"} <= set(ensemble)
+    assert not {"knn", "mahalanobis", "gradnorm", "react"} & set(ensemble)
+    assert scoring.resolve_scores(["knn", "msp"], base) == ("msp", "knn")
+    with pytest.raises(ValueError, match="expected scores this run can compute.*without a TAC"):
+        scoring.resolve_scores(["tac"], base)
+    with pytest.raises(ValueError, match="not an SNGP run"):
+        scoring.resolve_scores(["sngp"], base)
     with pytest.raises(ValueError, match="expected score names"):
-        scoring.resolve_scores(["nope"], True, True)
+        scoring.resolve_scores(["nope"], base)
+
+
+def test_score_passes_name_the_extra_passes():
+    assert scoring.score_passes(["msp", "odin", "purview_detector", "purview"]) == (
+        "odin",
+        "purview",
+    )
+    assert scoring.score_passes(["mc_dropout_msp", "mc_dropout_mi"]) == ("mc_dropout",)
+    assert scoring.score_passes(["tac", "knn"]) == ()
 
 
 @pytest.mark.parametrize(

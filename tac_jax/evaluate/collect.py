@@ -3,9 +3,12 @@
 A `Forward` is built once per run and reused for every dataset, so the model compiles
 once per input dtype (uint8 splits, float OOD sets). One pass gives the base head's
 logits, TAC's total activation vector (TAC runs), the penultimate features the head
-reads (``"pre_logits"``) and the spatially pooled features of the chosen layers, all
-as float32 numpy arrays. ODIN perturbs its input along a gradient and so needs its own
-pass (`Forward.odin`); it is only run when asked for.
+reads (``"pre_logits"``) and the spatially pooled features of the chosen layers, and a
+training-time method's per-example extras (`tac_jax.methods`), all as float32 numpy
+arrays. The scores that need more than one plain pass have their own, each run only
+when asked for (`PASSES`): ODIN and the learned confidence's perturbed input (an input
+gradient), MC dropout (``T`` dropout masks) and Purview (per-example parameter
+gradients).
 
 Inputs go through the run's own preprocessing, `tac_jax.train.step.as_float_images`
 (uint8 → float in [0, 1] on the device; floats pass through), inside the jitted function.
@@ -23,9 +26,12 @@ import numpy as np
 
 from tac_jax.batching import batched_apply
 from tac_jax.features import feature_dict, pooled_features
+from tac_jax.methods.confidence import perturb_towards_confidence
+from tac_jax.methods.mc_dropout import check_mc_dropout, mc_dropout_logits, mc_dropout_scores
 from tac_jax.model import PADDING_MASK
 from tac_jax.models import default_layers
 from tac_jax.scores.logits import odin
+from tac_jax.scores.purview import purview_features
 from tac_jax.train.config import model_fields
 from tac_jax.train.step import as_float_images
 
@@ -34,6 +40,14 @@ PENULTIMATE = "pre_logits"
 ODIN_TEMPERATURE = 1000.0
 ODIN_EPSILON = 0.0014
 DEFAULT_BATCH = 256
+# The learned confidence's test-time step (DeVries & Taylor tune it on OOD data; this
+# default is fixed beforehand, in the units of images in [0, 1]).
+CONFIDENCE_EPSILON = 0.002
+MC_SAMPLES = 20
+MC_SEED = 0
+# Per-example parameter gradients are memory-hungry: Purview runs in smaller batches.
+PURVIEW_BATCH = 64
+PASSES = ("odin", "confidence_perturbed", "mc_dropout", "purview")
 
 Outputs = dict[str, Any]
 
@@ -54,12 +68,16 @@ def base_variables(setup: Any, state: Any) -> dict[str, Any]:
     """The base module's variables, in TAC and in base-only runs."""
     if setup.tac is not None:
         return setup.tac.base_variables(state.variables)
+    if setup.method is not None:
+        return setup.method.base_variables(state.variables)
     return dict(state.variables)
 
 
 def head_params(setup: Any, state: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """The base head's ``(kernel (D, C), bias (C,))``, or None if the model has no
-    top-level ``Dense`` named ``"head"``."""
+    top-level ``Dense`` named ``"head"`` or a method does not predict with it."""
+    if setup.method is not None and not setup.method.has_head:
+        return None
     head = base_variables(setup, state)["params"].get("head")
     if head is None or "kernel" not in head or "bias" not in head:
         return None
@@ -72,11 +90,13 @@ class Forward:
 
     Attributes:
       setup: the run's `tac_jax.train.setup.TrainSetup`.
-      variables: the variables the passes read (TAC's, or the base's).
+      variables: the variables the passes read (TAC's, the method's, or the base's).
       layers: the layers whose pooled features are collected.
       has_tac: whether outputs hold TAC's ``activation``.
       apply_fn: ``(variables, x) → outputs``, jitted.
-      odin_fn: ``(base variables, x) → (B,)`` ODIN scores, jitted.
+      passes: ``{name: (variables, x) → (B, ...) array}``, jitted, for the names of
+        `PASSES` this run supports.
+      pass_batch: the batch size of each pass (default: the caller's).
     """
 
     setup: Any
@@ -84,18 +104,65 @@ class Forward:
     layers: tuple[str, ...]
     has_tac: bool
     apply_fn: Callable = dataclasses.field(repr=False)
-    odin_fn: Callable = dataclasses.field(repr=False)
+    passes: dict[str, Callable] = dataclasses.field(default_factory=dict, repr=False)
+    pass_batch: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def apply(self, x: jax.Array) -> Outputs:
-        """One batch → ``{"logits", "penultimate", "layers": {name: (B, C_l)}[, "activation"]}``."""
+        """One batch → ``{"logits", "penultimate", "layers": {name: (B, C_l)}
+        [, "activation"][, "extras": {name: (B, ...)}]}``."""
         return self.apply_fn(self.variables, x)
+
+    def run_pass(self, name: str, x: jax.Array) -> jax.Array:
+        """One batch through the extra pass ``name`` (see `PASSES`)."""
+        if name not in self.passes:
+            raise ValueError(
+                f"expected a pass this run supports {sorted(self.passes)}, got {name!r}"
+            )
+        return self.passes[name](self.variables, x)
 
     def odin(self, x: jax.Array) -> jax.Array:
         """One batch → ``(B,)`` ODIN scores (an input-gradient step, then a forward pass)."""
-        variables = self.variables
-        if self.has_tac:
-            variables = self.setup.tac.base_variables(variables)
-        return self.odin_fn(variables, x)
+        return self.run_pass("odin", x)
+
+
+def _base_and_split(setup: Any) -> tuple[Any, Callable[[Any], dict[str, Any]]]:
+    """The base module and ``variables → base variables`` of a run."""
+    if setup.tac is not None:
+        return setup.tac.base, setup.tac.base_variables
+    if setup.method is not None:
+        return setup.method.base, setup.method.base_variables
+    return setup.base, dict
+
+
+def _predictive_logits_fn(setup: Any) -> Callable[[Any, jax.Array], jax.Array]:
+    """``(variables, x) → (B, C)`` logits of what the run predicts with: the base head
+    (base and TAC runs; TAC's own prediction is its code distances) or the method."""
+    method = setup.method
+    if method is not None:
+        return lambda variables, x: method.apply(variables, x)[0].logits
+    base, split = _base_and_split(setup)
+    return lambda variables, x: base.apply(split(variables), x, train=False).astype(jnp.float32)
+
+
+def supported_passes(setup: Any, state: Any) -> tuple[str, ...]:
+    """The names of `PASSES` a run supports: input-gradient passes need float (image)
+    inputs, the perturbed confidence a confidence run, MC dropout a base with dropout
+    and no BatchNorm."""
+    dtype = np.dtype(setup.input_dtype)
+    images = dtype == np.uint8 or np.issubdtype(dtype, np.floating)
+    base, split = _base_and_split(setup)
+    names = ["purview"]
+    if images:
+        names.append("odin")
+        if setup.method is not None and setup.method.name == "confidence":
+            names.append("confidence_perturbed")
+    if setup.method is None:
+        try:
+            check_mc_dropout(base, split(state.variables))
+            names.append("mc_dropout")
+        except ValueError:
+            pass
+    return tuple(n for n in PASSES if n in names)
 
 
 def make_forward(
@@ -105,6 +172,8 @@ def make_forward(
     layers: Sequence[str] | None = None,
     odin_temperature: float = ODIN_TEMPERATURE,
     odin_epsilon: float = ODIN_EPSILON,
+    confidence_epsilon: float = CONFIDENCE_EPSILON,
+    mc_samples: int = MC_SAMPLES,
 ) -> Forward:
     """Builds the jitted passes of a run loaded with `tac_jax.train.setup.load_run`.
 
@@ -114,19 +183,25 @@ def make_forward(
       layers: the layers to pool and collect (default `feature_layers`).
       odin_temperature: ODIN's ``T``.
       odin_epsilon: ODIN's step, in input units (images in [0, 1]).
+      confidence_epsilon: the learned confidence's test-time step, in input units.
+      mc_samples: ``T``, the dropout masks of MC dropout.
 
     Returns:
       A `Forward`.
     """
     layers = tuple(feature_layers(setup) if layers is None else layers)
-    tac = setup.tac
-    base = tac.base if tac is not None else setup.base
+    tac, method = setup.tac, setup.method
+    base, split = _base_and_split(setup)
 
     def forward(variables, x):
         x = as_float_images(x)
+        extras = None
         if tac is not None:
             out, _ = tac.apply(variables, x)
             logits, features, activation = out.logits, out.features, out.activation
+        elif method is not None:
+            out, _ = method.apply(variables, x)
+            logits, features, activation, extras = out.logits, out.features, None, out.extras
         else:
             logits, st = base.apply(variables, x, train=False, mutable=["intermediates"])
             features, activation = feature_dict(st["intermediates"]), None
@@ -143,21 +218,63 @@ def make_forward(
         }
         if activation is not None:
             out["activation"] = activation.astype(jnp.float32)
+        if extras:
+            out["extras"] = {k: v.astype(jnp.float32) for k, v in extras.items()}
         return out
 
-    def odin_pass(base_vars, x):
-        def logits_fn(x_in):
-            return base.apply(base_vars, x_in, train=False).astype(jnp.float32)
+    logits_fn = _predictive_logits_fn(setup)
 
-        return odin(logits_fn, as_float_images(x), odin_temperature, odin_epsilon)
+    def odin_pass(variables, x):
+        return odin(lambda x_in: logits_fn(variables, x_in), as_float_images(x),
+                    odin_temperature, odin_epsilon)  # fmt: skip
 
+    def confidence_pass(variables, x):
+        def c_logit(x_in):
+            return method.apply(variables, x_in)[0].extras["confidence_logit"]
+
+        x_tilde = perturb_towards_confidence(c_logit, as_float_images(x), confidence_epsilon)
+        return jax.nn.sigmoid(c_logit(x_tilde))
+
+    def mc_pass(variables, x):
+        sampled = mc_dropout_logits(
+            base, split(variables), as_float_images(x), jax.random.key(MC_SEED), mc_samples
+        )
+        return mc_dropout_scores(sampled)
+
+    # Purview differentiates the parameters of what predicts: the base (base and TAC
+    # runs: a TAC add-on's own apply would stop the base's gradients) or the method.
+    def purview_pass(variables, x):
+        own = variables if method is not None else split(variables)
+        rest = {k: v for k, v in own.items() if k != "params"}
+
+        if method is not None:
+
+            def example_logits(params, x1):
+                return logits_fn({"params": params, **rest}, x1[None])[0]
+
+        else:
+
+            def example_logits(params, x1):
+                out = base.apply({"params": params, **rest}, x1[None], train=False)
+                return out[0].astype(jnp.float32)
+
+        return purview_features(example_logits, own["params"], as_float_images(x))
+
+    available = supported_passes(setup, state)
+    all_passes = {
+        "odin": odin_pass,
+        "confidence_perturbed": confidence_pass,
+        "mc_dropout": mc_pass,
+        "purview": purview_pass,
+    }
     return Forward(
         setup=setup,
         variables=state.variables,
         layers=layers,
         has_tac=tac is not None,
         apply_fn=jax.jit(forward),
-        odin_fn=jax.jit(odin_pass),
+        passes={name: jax.jit(all_passes[name]) for name in available},
+        pass_batch={"purview": PURVIEW_BATCH},
     )
 
 
@@ -185,8 +302,9 @@ def collect(
     *,
     batch_size: int = DEFAULT_BATCH,
     odin: bool = False,
+    passes: Sequence[str] = (),
 ) -> Outputs:
-    """Runs the forward pass (and, if asked, ODIN's) over a whole dataset.
+    """Runs the forward pass (and the extra passes asked for) over a whole dataset.
 
     Args:
       forward: from `make_forward`.
@@ -194,11 +312,13 @@ def collect(
         axis of size 1 is added).
       batch_size: examples per call; every batch (the last one padded) has this size,
         so each input dtype compiles once whatever the dataset size.
-      odin: also run ODIN's perturbed pass, under ``"odin"``.
+      odin: also run ODIN's perturbed pass (the same as ``passes=("odin",)``).
+      passes: names from `PASSES` (each must be one the run supports).
 
     Returns:
       ``{"logits" (N, C), "penultimate" (N, D), "layers": {name: (N, C_l)}
-      [, "activation" (N, M)][, "odin" (N,)]}``, float32 numpy arrays.
+      [, "activation" (N, M)][, "extras": {...}][, <pass name>: its output]}``, float32
+      numpy arrays (MC dropout's pass gives a dict of its scores).
     """
     images = check_batchable(images, forward.setup.input_shape)
     if np.issubdtype(images.dtype, np.floating):
@@ -207,9 +327,16 @@ def collect(
         images = images.astype(np.float32)
     if batch_size < 1:
         raise ValueError(f"expected a positive batch size, got {batch_size}")
+    names = list(dict.fromkeys([*(["odin"] if odin else []), *passes]))
+    unknown = [n for n in names if n not in forward.passes]
+    if unknown:
+        raise ValueError(
+            f"expected passes this run supports {sorted(forward.passes)}, got {unknown}"
+        )
     out = batched_apply(forward.apply, images, batch_size)
-    if odin:
-        out["odin"] = batched_apply(forward.odin, images, batch_size)
+    for name in names:
+        size = min(batch_size, forward.pass_batch.get(name, batch_size))
+        out[name] = batched_apply(lambda x, n=name: forward.run_pass(n, x), images, size)
     return out
 
 

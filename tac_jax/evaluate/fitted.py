@@ -8,6 +8,11 @@ features: a random subset of at most ``max_fit`` examples (default 20,000), chos
 ``WORKDIR/report/fitted.npz`` with what they were fitted from (checkpoint step, subset
 size, seed, layers); a later call with the same fingerprint reloads them instead of
 running the model over the training set again.
+
+Two method-specific statistics join them when the run has what they need: SNGP's
+Laplace covariance (one pass over the fitting examples with the final weights; the paper
+accumulates the same sum over the final training epoch) and the optional Purview
+detector (a Gaussian on the training examples' log gradient norms).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from tac_jax.methods.sngp import init_precision, posterior_covariance, precision_update
 from tac_jax.scores.feature import (
     KNNStats,
     MahalanobisStats,
@@ -31,12 +37,13 @@ from tac_jax.scores.feature import (
     vim_default_dim,
 )
 from tac_jax.scores.logits import react_threshold
+from tac_jax.scores.purview import PurviewDetector, fit_purview_detector
 
 FITTED_FILE = "fitted.npz"
 MAX_FIT = 20_000
 KNN_K = 50
 REACT_PERCENTILE = 90.0
-_FORMAT = 1
+_FORMAT = 2
 
 
 @dataclasses.dataclass
@@ -53,7 +60,9 @@ class Fitted:
         or the model has no ``head``.
       head: the base head's ``(kernel, bias)``, or None.
       meta: the fingerprint: ``step``, ``fit_examples``, ``max_fit``, ``seed``,
-        ``layers``.
+        ``layers``, ``purview``.
+      gp_covariance: SNGP's ``(D, D)`` posterior covariance (SNGP runs), or None.
+      purview: the Purview detector (when asked for), or None.
     """
 
     mahalanobis: MahalanobisStats
@@ -65,6 +74,8 @@ class Fitted:
     vim: ViMStats | None
     head: tuple[np.ndarray, np.ndarray] | None
     meta: dict[str, Any]
+    gp_covariance: np.ndarray | None = None
+    purview: PurviewDetector | None = None
 
     def tree(self) -> dict[str, Any]:
         """The device-side statistics as one pytree (what a jitted scorer takes)."""
@@ -78,6 +89,10 @@ class Fitted:
             out["vim"] = self.vim
         if self.head is not None:
             out["kernel"], out["bias"] = self.head
+        if self.gp_covariance is not None:
+            out["gp_covariance"] = self.gp_covariance
+        if self.purview is not None:
+            out["purview"] = self.purview
         return out
 
 
@@ -108,7 +123,9 @@ def fit_statistics(
     """Fits every feature-based score on training outputs of `tac_jax.evaluate.collect`.
 
     Args:
-      outputs: ``{"penultimate" (N, D), "layers": {name: (N, C_l)}, ...}``.
+      outputs: ``{"penultimate" (N, D), "layers": {name: (N, C_l)}, ...}``; with
+        ``"extras": {"rff": (N, D)}`` (SNGP) the GP covariance is fitted too, with
+        ``"purview": (N, L)`` the Purview detector.
       labels: ``(N,)`` training labels.
       num_classes: ``C``.
       head: the base head's ``(kernel, bias)``, or None (no ReAct/ViM head terms).
@@ -128,6 +145,15 @@ def fit_statistics(
     vim = None
     if head is not None and f.shape[1] >= 2:
         vim = fit_vim(f, *head, vim_default_dim(f.shape[1]) or 1)
+    gp_covariance = None
+    rff = outputs.get("extras", {}).get("rff")
+    if rff is not None:
+        rff = np.asarray(rff, np.float32)
+        precision = precision_update(init_precision(rff.shape[1]), rff, outputs["logits"])
+        gp_covariance = np.asarray(posterior_covariance(precision), np.float32)
+    purview = None
+    if "purview" in outputs:
+        purview = fit_purview_detector(np.asarray(outputs["purview"], np.float32))
     return Fitted(
         mahalanobis=fit_mahalanobis(f, labels, num_classes),
         mahalanobis_multi=fit_multilayer_mahalanobis(layers, labels, list(layers), num_classes),
@@ -138,6 +164,8 @@ def fit_statistics(
         vim=vim,
         head=head,
         meta=dict(meta or {}),
+        gp_covariance=gp_covariance,
+        purview=purview,
     )
 
 
@@ -165,6 +193,12 @@ def save_fitted(path: str | os.PathLike, fitted: Fitted) -> None:
         arrays["vim_alpha"] = np.asarray(fitted.vim.alpha)
     if fitted.head is not None:
         arrays["head_kernel"], arrays["head_bias"] = fitted.head
+    if fitted.gp_covariance is not None:
+        arrays["gp_covariance"] = np.asarray(fitted.gp_covariance, np.float32)
+    if fitted.purview is not None:
+        arrays["purview_mean"] = np.asarray(fitted.purview.mean)
+        arrays["purview_std"] = np.asarray(fitted.purview.std)
+        arrays["purview_eps"] = np.float64(fitted.purview.eps)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # Write then rename: a reader never sees half a cache.
     tmp = f"{os.fspath(path)}.tmp.npz"
@@ -192,6 +226,9 @@ def load_fitted(path: str | os.PathLike) -> Fitted:
     if "vim_origin" in a:
         vim = ViMStats(a["vim_origin"], a["vim_basis"], a["vim_alpha"])
     head = (a["head_kernel"], a["head_bias"]) if "head_kernel" in a else None
+    purview = None
+    if "purview_mean" in a:
+        purview = PurviewDetector(a["purview_mean"], a["purview_std"], float(a["purview_eps"]))
     meta = {
         str(k): ast.literal_eval(str(v))
         for k, v in zip(a["meta_keys"], a["meta_values"], strict=True)
@@ -206,6 +243,8 @@ def load_fitted(path: str | os.PathLike) -> Fitted:
         vim=vim,
         head=head,
         meta=meta,
+        gp_covariance=a.get("gp_covariance"),
+        purview=purview,
     )
 
 
@@ -249,7 +288,12 @@ def _normalise(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def fingerprint(
-    step: int, fit_examples: int, max_fit: int, seed: int, layers: Sequence[str]
+    step: int,
+    fit_examples: int,
+    max_fit: int,
+    seed: int,
+    layers: Sequence[str],
+    purview: bool = False,
 ) -> dict[str, Any]:
     """What fitted statistics depend on: a cache is reused only if all of it matches."""
     return {
@@ -259,4 +303,5 @@ def fingerprint(
         "max_fit": int(max_fit),
         "seed": int(seed),
         "layers": [str(name) for name in layers],
+        "purview": bool(purview),
     }

@@ -33,6 +33,7 @@ from tac_jax.evaluate.scoring import (
     needs_fit,
     resolve_scores,
     run_capabilities,
+    score_passes,
 )
 from tac_jax.evaluate.suites import KINDS, OODSet, fmnist_suite
 from tac_jax.evaluate.text_suites import text_suite
@@ -325,7 +326,7 @@ def evaluate_run(
     config = setup.config
     has_tac = setup.tac is not None
     head = head_params(setup, state)
-    names = resolve_scores(scores, *run_capabilities(setup, head))
+    names = resolve_scores(scores, run_capabilities(setup, state))
     vocab = run_vocab(workdir)
     if is_text_data(config.data) and suite == "fmnist":
         suite = "text"
@@ -342,13 +343,14 @@ def evaluate_run(
             max_fit=max_fit,
             seed=seed,
             batch_size=batch_size,
+            purview="purview_detector" in names,
             log=say,
         )
     codes = setup.tac.codes.matrix if has_tac else None
-    odin = "odin" in names
+    passes = score_passes(names)
 
     def score(images: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        outputs = collect(forward, images, batch_size=batch_size, odin=odin)
+        outputs = collect(forward, images, batch_size=batch_size, passes=passes)
         return compute_scores(outputs, names, fitted=fitted, codes=codes), outputs
 
     test = splits["test"]

@@ -1,10 +1,14 @@
 """Every confidence score of a run, computed from one forward pass, and `score_file`.
 
 `SCORES` lists the scores in report order with what each is; all are oriented so that
-higher means "more in-distribution / more likely correct" (METHODS §4–5). TAC's four
-exist only for TAC runs; ReAct and ViM need the model's ``head`` Dense. `compute_scores`
-turns the outputs of `tac_jax.evaluate.collect.collect` into one ``(N,)`` array per
-score in one jitted function, applied in fixed-size batches so it compiles once.
+higher means "more in-distribution / more likely correct" (METHODS §4–5). A score
+*needs* capabilities a run may lack (`run_capabilities`): TAC's four exist only for TAC
+runs, ReAct and ViM need the model's ``head`` Dense, the training-time methods' scores
+need a run of that method (`tac_jax.methods`), MC dropout a base with dropout. A score
+may also need an extra pass over its inputs (``ScoreInfo.pass_name``, see
+`tac_jax.evaluate.collect.PASSES`). `compute_scores` turns the outputs of
+`tac_jax.evaluate.collect.collect` into one ``(N,)`` array per score in one jitted
+function, applied in fixed-size batches so it compiles once.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -22,7 +26,9 @@ import numpy as np
 from tac_jax.batching import batched_apply
 from tac_jax.data.arrays import load_array
 from tac_jax.evaluate.collect import (
+    CONFIDENCE_EPSILON,
     DEFAULT_BATCH,
+    MC_SAMPLES,
     ODIN_EPSILON,
     ODIN_TEMPERATURE,
     Forward,
@@ -30,6 +36,7 @@ from tac_jax.evaluate.collect import (
     collect,
     head_params,
     make_forward,
+    supported_passes,
 )
 from tac_jax.evaluate.fitted import (
     FITTED_FILE,
@@ -41,10 +48,12 @@ from tac_jax.evaluate.fitted import (
     fit_statistics,
     subset_indices,
 )
+from tac_jax.methods.sngp import predictive_variance, sngp_score
 from tac_jax.scores.feature import knn_score, mahalanobis_score, multilayer_mahalanobis_score
 from tac_jax.scores.feature import vim_score as _vim_score
 from tac_jax.scores.gradient import gradnorm
 from tac_jax.scores.logits import energy, max_logit, msp, neg_entropy, react_energy
+from tac_jax.scores.purview import purview_detector_score, purview_score
 from tac_jax.scores.tac import tac_scores
 
 REPORT_DIR = "report"
@@ -56,15 +65,35 @@ class ScoreInfo:
     """What a score is, for readers of a report.
 
     Attributes:
-      family: ``"tac"``, ``"logits"``, ``"feature"`` or ``"gradient"``.
+      family: ``"tac"``, ``"logits"``, ``"feature"``, ``"gradient"``, or the training-time
+        method it belongs to (``"confidence"``, ``"ensemble"``, ``"mc_dropout"``,
+        ``"sngp"``).
       formula: the definition, oriented higher = more confident.
-      needs: ``"tac"`` (a TAC run), ``"fit"`` (training statistics), ``"head"`` (the
-        head's kernel and bias), ``"input"`` (its own perturbed pass), or nothing.
+      needs: run capabilities (`run_capabilities`): ``"tac"`` (a TAC run), ``"fit"``
+        (training statistics), ``"features"`` (one network's penultimate features),
+        ``"head"`` (the head's kernel and bias), ``"input"`` (inputs with a gradient),
+        ``"dropout"`` (a base with dropout, no BatchNorm), or a method's name.
+      pass_name: the extra pass over the inputs it reads, or None.
     """
 
     family: str
     formula: str
     needs: tuple[str, ...] = ()
+    pass_name: str | None = None
+
+
+_ENSEMBLE_FORMULAS = {
+    "msp": "max_c p̄_c with p̄ the mean softmax of the {what}",
+    "entropy": "Σ_c p̄_c log p̄_c: the negated entropy of the {what}' mean softmax",
+    "mi": "−(H[p̄] − mean_m H[p_m]): the negated mutual information (disagreement) of the {what}",
+}
+
+
+def _sampled(family: str, what: str, needs: tuple[str, ...], pass_name: str | None):
+    return {
+        f"{family}_{kind}": ScoreInfo(family, formula.format(what=what), needs, pass_name)
+        for kind, formula in _ENSEMBLE_FORMULAS.items()
+    }
 
 
 SCORES: dict[str, ScoreInfo] = {
@@ -88,69 +117,125 @@ SCORES: dict[str, ScoreInfo] = {
         f"max_c softmax(z(x̃)/T)_c, T = {ODIN_TEMPERATURE:g}, x̃ one signed-gradient step "
         f"of ε = {ODIN_EPSILON:g} (inputs in [0, 1]) raising the predicted class",
         ("input",),
+        "odin",
     ),
     "mahalanobis": ScoreInfo(
         "feature",
         "−min_c (f − μ_c)ᵀ Σ⁻¹ (f − μ_c) on the penultimate features f; class means, "
         "shared covariance",
-        ("fit",),
+        ("fit", "features"),
     ),
     "mahalanobis_multi": ScoreInfo(
         "feature",
         "Σ over the pooled tapped layers of each layer's Mahalanobis score (unweighted sum)",
-        ("fit",),
+        ("fit", "features"),
     ),
     "knn": ScoreInfo(
         "feature",
         f"−‖f̂ − f̂_(k)‖: distance of the L2-normalised f̂ = f/‖f‖ to its k-th (k = {KNN_K}, "
         "at most the fitted examples) nearest normalised training feature",
-        ("fit",),
+        ("fit", "features"),
     ),
     "react": ScoreInfo(
         "feature",
         "logsumexp(min(f, c) W + b), c the 90th percentile of training activations",
-        ("fit", "head"),
+        ("fit", "features", "head"),
     ),
     "vim": ScoreInfo(
         "feature",
         "logsumexp(z) − α‖(f − u) projected off the principal subspace‖ (virtual logit)",
-        ("fit", "head"),
+        ("fit", "features", "head"),
     ),
     "gradnorm": ScoreInfo(
-        "gradient", "‖f‖₁ · ‖softmax(z) − 1/C‖₁: the head gradient's L1 norm towards uniform"
+        "gradient",
+        "‖f‖₁ · ‖softmax(z) − 1/C‖₁: the head gradient's L1 norm towards uniform",
+        ("features",),
+    ),
+    "purview": ScoreInfo(
+        "gradient",
+        "Σ_l ‖∇_θl BCE(softmax(z), 1)‖²: per-layer squared gradient norms towards the "
+        "all-ones confounding label, summed (Purview's untrained score; + because the "
+        "gradient grows with confidence)",
+        (),
+        "purview",
+    ),
+    "purview_detector": ScoreInfo(
+        "gradient",
+        "−‖(log g − μ)/σ‖₂ on Purview's per-layer norms g: a diagonal Gaussian fitted on "
+        "training examples (an option; the paper's detector is not public)",
+        ("fit",),
+        "purview",
+    ),
+    "confidence": ScoreInfo(
+        "confidence",
+        "c = sigmoid(w·f + b): the learned confidence branch (DeVries & Taylor, hints and "
+        "budget β)",
+        ("confidence",),
+    ),
+    "confidence_perturbed": ScoreInfo(
+        "confidence",
+        f"c(x̃), x̃ = x − ε·sign(∇_x −log c(x)), ε = {CONFIDENCE_EPSILON:g} (inputs in [0, 1])",
+        ("confidence", "input"),
+        "confidence_perturbed",
+    ),
+    **_sampled("ensemble", "ensemble members", ("ensemble",), None),
+    **_sampled("mc_dropout", f"{MC_SAMPLES} dropout masks", ("dropout",), "mc_dropout"),
+    "sngp": ScoreInfo(
+        "sngp",
+        "max_c softmax(z / √(1 + π/8·φᵀΣφ))_c: the mean-field GP posterior, Σ the Laplace "
+        "covariance over the training data",
+        ("sngp", "fit"),
     ),
 }
 TAC_NAMES = tuple(name for name, info in SCORES.items() if "tac" in info.needs)
 
 
-def available_scores(has_tac: bool, has_head: bool, image_inputs: bool = True) -> tuple[str, ...]:
-    """The scores a run supports, in `SCORES` order (ODIN needs image inputs to perturb;
-    the integer tokens of a text model have no gradient)."""
-    return tuple(
-        name
-        for name, info in SCORES.items()
-        if (has_tac or "tac" not in info.needs)
-        and (has_head or "head" not in info.needs)
-        and (image_inputs or "input" not in info.needs)
-    )
+def available_scores(capabilities: Collection[str]) -> tuple[str, ...]:
+    """The scores whose needs ``capabilities`` cover, in `SCORES` order."""
+    caps = set(capabilities)
+    return tuple(name for name, info in SCORES.items() if set(info.needs) <= caps)
 
 
-def run_capabilities(setup: Any, head: Any) -> tuple[bool, bool, bool]:
-    """``(has_tac, has_head, image_inputs)`` of a loaded run, for `resolve_scores`."""
+def run_capabilities(setup: Any, state: Any) -> frozenset[str]:
+    """What a loaded run offers the scores (see `ScoreInfo.needs`)."""
+    caps = {"fit"}
     dtype = np.dtype(setup.input_dtype)
-    image_inputs = dtype == np.uint8 or np.issubdtype(dtype, np.floating)
-    return setup.tac is not None, head is not None, bool(image_inputs)
+    if dtype == np.uint8 or np.issubdtype(dtype, np.floating):
+        caps.add("input")
+    if setup.tac is not None:
+        caps.add("tac")
+    if setup.method is not None:
+        caps |= set(setup.method.capabilities())
+    else:
+        caps.add("features")
+        if head_params(setup, state) is not None:
+            caps.add("head")
+    if "mc_dropout" in supported_passes(setup, state):
+        caps.add("dropout")
+    return frozenset(caps)
+
+
+_WHY = {
+    "tac": "a run without a TAC head",
+    "head": "no 'head' Dense the prediction comes from",
+    "input": "integer inputs cannot be perturbed",
+    "features": "no single network's features (an ensemble)",
+    "dropout": "no dropout, or BatchNorm statistics",
+    "confidence": "not a learned-confidence run",
+    "ensemble": "not an ensemble run",
+    "sngp": "not an SNGP run",
+}
 
 
 def resolve_scores(
-    requested: Sequence[str] | None, has_tac: bool, has_head: bool, image_inputs: bool = True
+    requested: Sequence[str] | None, capabilities: Collection[str]
 ) -> tuple[str, ...]:
     """``requested`` (default: every available score) checked and put in `SCORES` order.
 
     Raises:
       ValueError: on an unknown score or one this run cannot compute.
     """
-    available = available_scores(has_tac, has_head, image_inputs)
+    available = available_scores(capabilities)
     if requested is None:
         return available
     requested = [requested] if isinstance(requested, str) else list(requested)
@@ -159,12 +244,8 @@ def resolve_scores(
         raise ValueError(f"expected score names from {list(SCORES)}, got unknown {unknown}")
     missing = [name for name in requested if name not in available]
     if missing:
-        why = {
-            "tac": "a base-only run has no TAC head",
-            "head": "the model has no 'head' Dense",
-            "input": "integer inputs cannot be perturbed",
-        }
-        reasons = sorted({why[n] for m in missing for n in SCORES[m].needs if n in why})
+        lacking = {n for m in missing for n in SCORES[m].needs if n not in capabilities}
+        reasons = sorted(_WHY.get(n, n) for n in lacking)
         raise ValueError(
             f"expected scores this run can compute {list(available)}, got {missing} "
             f"({'; '.join(reasons)})"
@@ -172,6 +253,11 @@ def resolve_scores(
     if not requested:
         raise ValueError("expected at least one score name, got none")
     return tuple(name for name in SCORES if name in requested)
+
+
+def score_passes(names: Sequence[str]) -> tuple[str, ...]:
+    """The extra passes ``names`` read, in `tac_jax.evaluate.collect.PASSES` order."""
+    return tuple(dict.fromkeys(SCORES[n].pass_name for n in names if SCORES[n].pass_name))
 
 
 def needs_fit(names: Sequence[str]) -> bool:
@@ -211,6 +297,19 @@ def _score_batch(stats, codes, batch, names, knn_k):
             out[name] = _vim_score(stats["vim"], f, logits)
         elif name == "gradnorm":
             out[name] = gradnorm(f, logits)
+        elif name == "purview":
+            out[name] = purview_score(batch["purview"])
+        elif name == "purview_detector":
+            out[name] = purview_detector_score(stats["purview"], batch["purview"])
+        elif name == "confidence_perturbed":
+            out[name] = batch["confidence_perturbed"]
+        elif name.startswith("mc_dropout_"):
+            out[name] = batch["mc_dropout"][name]
+        elif name == "sngp":
+            variance = predictive_variance(batch["extras"]["rff"], stats["gp_covariance"])
+            out[name] = sngp_score(logits, variance)
+        elif name in batch.get("extras", {}):
+            out[name] = batch["extras"][name]
     return out
 
 
@@ -244,12 +343,18 @@ def compute_scores(
     has_tac = "activation" in outputs
     if any(n in TAC_NAMES for n in names) and (not has_tac or codes is None):
         raise ValueError("expected TAC activations and codes for TAC's scores, got none")
-    if "odin" in names and "odin" not in outputs:
-        raise ValueError("expected ODIN outputs (collect(..., odin=True)) for 'odin', got none")
+    for name in names:
+        needed = SCORES[name].pass_name
+        if needed and needed not in outputs:
+            raise ValueError(
+                f"expected the {needed!r} pass (collect(..., passes=[{needed!r}])) for "
+                f"{name!r}, got outputs {sorted(outputs)}"
+            )
     if needs_fit(names) and fitted is None:
         raise ValueError("expected fitted statistics for the feature-based scores, got none")
     # Without codes the activation cannot be decoded: TAC's outputs are left out.
-    keep = ["logits", "penultimate", "odin"] + (["activation"] if codes is not None else [])
+    keep = ["logits", "penultimate", "extras", *score_passes(names)]
+    keep += ["activation"] if codes is not None else []
     if "mahalanobis_multi" in names:
         keep.append("layers")
     batch = {k: outputs[k] for k in keep if k in outputs}
@@ -276,6 +381,7 @@ def fitted_for_run(
     max_fit: int = MAX_FIT,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH,
+    purview: bool = False,
     log: Log | None = None,
 ) -> Fitted:
     """The run's fitted statistics, from ``WORKDIR/report/fitted.npz`` when it matches
@@ -290,18 +396,22 @@ def fitted_for_run(
       max_fit: at most this many training examples are used.
       seed: picks them when the split is larger.
       batch_size: examples per forward pass.
+      purview: also fit the Purview detector (its gradient pass over the examples).
       log: optional progress callback.
     """
     n = len(train["label"])
     index = subset_indices(n, max_fit, seed)
-    meta = fingerprint(step, len(index), max_fit, seed if n > max_fit else 0, forward.layers)
+    meta = fingerprint(
+        step, len(index), max_fit, seed if n > max_fit else 0, forward.layers, purview
+    )
     meta["train_examples"] = int(n)
     setup = forward.setup
 
     def fit() -> Fitted:
         if log:
             log(f"fitting feature statistics on {len(index)} of {n} training examples")
-        outputs = collect(forward, train["image"][index], batch_size=batch_size)
+        passes = ("purview",) if purview else ()
+        outputs = collect(forward, train["image"][index], batch_size=batch_size, passes=passes)
         return fit_statistics(
             outputs, np.asarray(train["label"])[index], setup.config.data.num_classes, head
         )
@@ -387,7 +497,7 @@ def score_file(
     images = check_batchable(images, setup.input_shape)
     forward = make_forward(setup, state)
     head = head_params(setup, state)
-    names = resolve_scores(scores, *run_capabilities(setup, head))
+    names = resolve_scores(scores, run_capabilities(setup, state))
     fitted = None
     if needs_fit(names):
         data = setup.config.data
@@ -401,11 +511,12 @@ def score_file(
             max_fit=max_fit,
             seed=seed,
             batch_size=batch_size,
+            purview="purview_detector" in names,
             log=log,
         )
     if log:
         log(f"scoring {len(images)} inputs from {input_path}")
-    outputs = collect(forward, images, batch_size=batch_size, odin="odin" in names)
+    outputs = collect(forward, images, batch_size=batch_size, passes=score_passes(names))
     codes = setup.tac.codes.matrix if setup.tac is not None else None
     result = compute_scores(outputs, names, fitted=fitted, codes=codes)
     with open(output_path, "wb") as f:
@@ -424,4 +535,5 @@ __all__ = [
     "resolve_scores",
     "run_capabilities",
     "score_file",
+    "score_passes",
 ]

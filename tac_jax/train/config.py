@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 MODES = ("base", "addon", "scratch")
+METHOD_NAMES = ("none", "confidence", "ensemble", "sngp")
 SOURCES = ("fashion_mnist", "tfds", "arrays", "manpages")
 TEXT_SOURCES = ("manpages",)
 AUGMENTATIONS = ("none", "mnist", "cifar", "flip")
@@ -54,6 +55,14 @@ def default_config() -> ml_collections.ConfigDict:
       data.max_len, data.vocab_size, data.min_count: text sources: tokens per example,
         ids of the word vocabulary built on the training split (saved as
         ``vocab.json`` in the workdir) and the rarest word it keeps.
+      method.name: ``"none"``, or a training-time uncertainty method trained in
+        ``"base"`` mode (`tac_jax.methods`): ``"confidence"`` (DeVries & Taylor's
+        branch; ``method.budget`` β and ``method.lmbda`` λ's start), ``"ensemble"``
+        (``method.members`` copies in one vmapped step) or ``"sngp"`` (spectral-norm
+        bound ``method.sn_coeff``, ``method.power_iterations``, ``method.rff_features``
+        random features, ``method.lengthscale`` (0: √dim), ``method.ridge``). MC
+        dropout needs no method: a base with ``model.dropout_rate > 0`` is sampled at
+        evaluation.
       tac.*: the TAC head and loss (see `tac_jax.model.TACModel` and
         `tac_jax.train.objectives.TACLossConfig`); ``tac.layers`` empty taps the
         model's default layers; ``tac.code_width`` 0 picks the default width.
@@ -110,6 +119,17 @@ def default_config() -> ml_collections.ConfigDict:
     config.data.max_len = 256
     config.data.vocab_size = 8192
     config.data.min_count = 2
+
+    config.method = ml_collections.ConfigDict()
+    config.method.name = "none"
+    config.method.members = 5
+    config.method.budget = 0.3
+    config.method.lmbda = 0.1
+    config.method.sn_coeff = 0.95
+    config.method.power_iterations = 1
+    config.method.rff_features = 1024
+    config.method.lengthscale = 0.0
+    config.method.ridge = 1.0
 
     config.tac = ml_collections.ConfigDict()
     config.tac.layers = ()
@@ -180,6 +200,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     """
     _check_choice("mode", config.mode, MODES)
     _check_choice("data.source", config.data.source, SOURCES)
+    method = config.get("method", {}).get("name", "none")
+    _check_choice("method.name", method, METHOD_NAMES)
+    if method != "none" and config.mode != "base":
+        raise ValueError(
+            f"expected config.mode 'base' for config.method.name {method!r} (a method trains "
+            f"its own network), got mode {config.mode!r}"
+        )
     _check_choice("data.augment", config.data.augment, AUGMENTATIONS)
     _check_choice("dtype", config.dtype, tuple(COMPUTE_DTYPES))
     for name in ("steps", "batch_size", "eval_batch_size", "log_every", "ckpt_every", "keep"):

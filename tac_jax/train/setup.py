@@ -20,6 +20,7 @@ import optax
 from jax.sharding import Mesh
 
 from tac_jax.data.augment import cifar_augment, mnist_augment, random_horizontal_flip
+from tac_jax.methods import MethodModel, create_method
 from tac_jax.model import TACModel
 from tac_jax.models import create_model, default_layers
 from tac_jax.parallel import abstract_sharded, make_mesh
@@ -57,6 +58,8 @@ class TrainSetup:
         ``int32`` token ids).
       base: the base flax module, in the compute dtype.
       tac: the resolved `TACModel` in TAC modes, else ``None``.
+      method: the training-time method (`tac_jax.methods`) when the config names one,
+        else ``None``.
       tx: the optimizer (the frozen base masked out in add-on mode).
       schedule: the learning rate of each update count.
       objective: the training loss, see `tac_jax.train.step.make_objective`.
@@ -68,15 +71,18 @@ class TrainSetup:
     input_dtype: Any
     base: nn.Module
     tac: TACModel | None
+    method: MethodModel | None
     tx: optax.GradientTransformation
     schedule: optax.Schedule
     objective: Objective
     augment: Any
 
     @property
-    def model(self) -> nn.Module | TACModel:
-        """What the train and eval steps run: the TAC model, or the base in base mode."""
-        return self.tac if self.tac is not None else self.base
+    def model(self) -> nn.Module | TACModel | MethodModel:
+        """What the train and eval steps run: the TAC model, the method, or the base."""
+        if self.tac is not None:
+            return self.tac
+        return self.method if self.method is not None else self.base
 
     def example(self) -> jax.Array:
         """A one-example input batch of the right shape and dtype."""
@@ -87,6 +93,8 @@ class TrainSetup:
         x = _model_input(self.example())
         if self.tac is not None:
             variables = self.tac.init(key, x)
+        elif self.method is not None:
+            variables = self.method.init(key, x)
         else:
             variables = dict(self.base.init(key, x, train=False))
         variables = dict(variables)
@@ -152,10 +160,15 @@ def build_setup(
             head_dtype=dtype,
         )
         tac.resolve(example)
+    method = None
+    if config.get("method") is not None:
+        method = create_method(config.method, base, num_classes)
     tx, schedule = make_optimizer(config.optim, config.schedule, config.steps)
     if tac is not None:
         abstract = jax.eval_shape(tac.init, jax.random.key(0), example)
         tx = tac.optimizer(tx, abstract["params"])
+    if method is not None:
+        tx = method.optimizer(tx, None)
     loss_config = TACLossConfig(
         ce_weight=config.tac.ce_weight,
         l1_weight=config.tac.l1_weight,
@@ -163,19 +176,23 @@ def build_setup(
         mixup_alpha=config.tac.mixup_alpha,
         head_weight=config.tac.head_weight,
     )
-    objective = make_objective(
-        config.mode,
-        tac if tac is not None else base,
-        num_classes=num_classes,
-        loss_config=loss_config,
-        label_smoothing=config.label_smoothing,
-    )
+    if method is not None:
+        objective = method.objective
+    else:
+        objective = make_objective(
+            config.mode,
+            tac if tac is not None else base,
+            num_classes=num_classes,
+            loss_config=loss_config,
+            label_smoothing=config.label_smoothing,
+        )
     return TrainSetup(
         config=config,
         input_shape=input_shape,
         input_dtype=jnp.dtype(input_dtype),
         base=base,
         tac=tac,
+        method=method,
         tx=tx,
         schedule=schedule,
         objective=objective,

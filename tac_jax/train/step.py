@@ -22,6 +22,7 @@ import optax
 from jax.sharding import Mesh
 
 from tac_jax.data.augment import augment_batch
+from tac_jax.methods import MethodModel
 from tac_jax.model import TACModel
 from tac_jax.parallel import data_sharding, replicated
 from tac_jax.scores.tac import tac_predict
@@ -141,7 +142,8 @@ def eval_step_fn(
     """The pure evaluation step ``(state, batch, mask) -> (outputs, counts)``.
 
     Args:
-      model: the plain base module (base mode) or a resolved `TACModel`.
+      model: the plain base module (base mode), a `tac_jax.methods.MethodModel`, or a
+        resolved `TACModel`.
 
     Returns:
       A function giving ``outputs``: ``logits`` (and, for a TAC model, ``activation``)
@@ -160,6 +162,9 @@ def eval_step_fn(
             outputs["activation"] = result.activation
             tac_hit = tac_predict(result.activation, jnp.asarray(model.codes.matrix)) == labels
             counts["tac_correct"] = jnp.sum(tac_hit & mask)
+        elif isinstance(model, MethodModel):
+            result, _ = model.apply(state.variables, images, train=False)
+            logits = result.logits
         else:
             logits = model.apply(state.variables, images, train=False).astype(jnp.float32)
         outputs["logits"] = logits
