@@ -13,6 +13,7 @@ clean inputs as positives and their attacked copies as negatives (the same metri
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -70,28 +71,16 @@ def make_attack(
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"expected a non-negative integer number of steps, got {steps!r}")
 
-    @jax.jit
-    def run(x: jax.Array, y: jax.Array, epsilon: jax.Array, key: jax.Array) -> jax.Array:
-        return pgd(
-            logits_fn,
-            x,
-            y,
-            epsilon,
-            key=key,
-            norm=norm,
-            steps=steps,
-            random_start=random_start,
-            clip=clip,
-        )
+    settings = {"norm": norm, "steps": steps, "random_start": random_start}
+    run = jax.jit(functools.partial(pgd, logits_fn, clip=clip, **settings))
 
     def attack(x: Any, y: Any, epsilon: Any, key: jax.Array) -> jax.Array:
         if isinstance(epsilon, int | float) and not epsilon >= 0:
             raise ValueError(f"expected a non-negative epsilon, got {epsilon}")
-        return run(
-            jnp.asarray(x, jnp.float32), jnp.asarray(y), jnp.asarray(epsilon, jnp.float32), key
-        )
+        eps = jnp.asarray(epsilon, jnp.float32)  # one dtype, so one compilation
+        return run(jnp.asarray(x, jnp.float32), jnp.asarray(y), eps, key=key)
 
-    attack.settings = {"norm": norm, "steps": steps, "random_start": random_start}
+    attack.settings = settings
     return attack
 
 
@@ -233,20 +222,13 @@ def adversarial_table(
     for key in sorted(adversarial, key=float):
         adv = adversarial[key]
         _check_outputs(adv, keys, n, f"adversarial[{key}]")
-        row: dict[str, Any] = {
-            "epsilon": float(key),
-            "robust_accuracy": _accuracy(adv["prediction"], y),
-        }
-        if tac:
-            row["tac_robust_accuracy"] = _accuracy(adv["tac_prediction"], y)
-        row["attack_success"] = _success(clean["prediction"], adv["prediction"], y)
-        if tac:
-            row["tac_attack_success"] = _success(clean["tac_prediction"], adv["tac_prediction"], y)
+        row: dict[str, Any] = {"epsilon": float(key)}
+        for prefix in ("", "tac_") if tac else ("",):
+            pred = f"{prefix}prediction"
+            row[f"{prefix}robust_accuracy"] = _accuracy(adv[pred], y)
+            row[f"{prefix}attack_success"] = _success(clean[pred], adv[pred], y)
         row["detection"] = ood_table(
-            {s: clean[s] for s in names},
-            {s: adv[s] for s in names},
-            bootstrap=bootstrap,
-            seed=seed,
+            {s: clean[s] for s in names}, {s: adv[s] for s in names}, bootstrap=bootstrap, seed=seed
         )
         by_epsilon[str(float(key))] = row
     out["by_epsilon"] = by_epsilon
