@@ -16,6 +16,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from tac_jax.evaluate import collect as collect_lib
 from tac_jax.evaluate import fitted as fitted_lib
 from tac_jax.evaluate import harness, report, scoring, tables
+from tac_jax.methods.sngp import predictive_variance, sngp_score
 from tac_jax.metrics import (
     Costs,
     accuracy_at_coverage,
@@ -50,6 +51,7 @@ from tac_jax.scores import (
     tac_scores,
     vim_score,
 )
+from tac_jax.scores.purview import fit_purview_detector, purview_detector_score
 from tac_jax.train.config import default_config
 from tac_jax.train.setup import build_setup
 from tac_jax.train.step import as_float_images
@@ -281,6 +283,16 @@ def fake_outputs(n, d=6, classes=3, m=8, layer_dims=(5, 6)):
         },
         "activation": RNG.normal(size=(n, m)).astype(np.float32),
         "odin": RNG.random(n).astype(np.float32),
+        "purview": RNG.random((n, 3)).astype(np.float32) + 0.1,
+        "confidence_perturbed": RNG.random(n).astype(np.float32),
+        "mc_dropout": {
+            f"mc_dropout_{k}": RNG.random(n).astype(np.float32) for k in ("msp", "entropy", "mi")
+        },
+        "extras": {
+            "confidence": RNG.random(n).astype(np.float32),
+            "rff": RNG.normal(size=(n, 4)).astype(np.float32),
+            **{f"ensemble_{k}": RNG.random(n).astype(np.float32) for k in ("msp", "entropy", "mi")},
+        },
     }
     return out
 
@@ -292,6 +304,18 @@ def fitted_for(train, classes=3):
         RNG.normal(size=classes).astype(np.float32),
     )
     return fitted_lib.fit_statistics(train, labels, classes, head, knn_k=5), labels, head
+
+
+def gp_covariance(train):
+    rff = train["extras"]["rff"]
+    p = softmax_np(train["logits"]).max(1)
+    precision = np.eye(rff.shape[1]) + (rff * (p * (1 - p))[:, None]).T @ rff
+    return np.linalg.inv(precision)
+
+
+def softmax_np(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 def test_compute_scores_matches_the_score_functions():
@@ -314,7 +338,19 @@ def test_compute_scores_matches_the_score_functions():
         react=react_energy(f, *head, react_threshold(train["penultimate"], 90.0)),
         vim=vim_score(fit_vim(train["penultimate"], *head, 3), f, z),
         gradnorm=gradnorm(f, z),
+        purview=test["purview"].sum(1),
+        purview_detector=purview_detector_score(
+            fit_purview_detector(train["purview"]), test["purview"]
+        ),
+        confidence_perturbed=test["confidence_perturbed"],
+        sngp=sngp_score(z, predictive_variance(test["extras"]["rff"], gp_covariance(train))),
+        **test["mc_dropout"],
+        **{k: v for k, v in test["extras"].items() if k != "rff"},
     )
+    assert set(expected) | {"energy", "max_logit"} == set(scoring.SCORES) | {
+        "prediction",
+        "tac_prediction",
+    }
     assert set(out) == set(scoring.SCORES) | {"prediction", "tac_prediction"}
     for name, value in expected.items():
         np.testing.assert_allclose(out[name], np.asarray(value), rtol=1e-5, atol=1e-5, err_msg=name)
@@ -325,7 +361,7 @@ def test_compute_scores_matches_the_score_functions():
 def test_compute_scores_needs_what_the_scores_read():
     outputs = fake_outputs(5)
     del outputs["odin"]
-    with pytest.raises(ValueError, match="expected ODIN outputs"):
+    with pytest.raises(ValueError, match="expected the 'odin' pass"):
         scoring.compute_scores(outputs, ["odin"])
     with pytest.raises(ValueError, match="expected fitted statistics"):
         scoring.compute_scores(outputs, ["knn"])

@@ -25,8 +25,7 @@ import numpy as np
 
 from tac_jax.attacks import NORMS, LogitsFn, pgd
 from tac_jax.batching import padded_batches
-from tac_jax.evaluate.plots import _figure, _save, _style
-from tac_jax.evaluate.report import markdown_table
+from tac_jax.evaluate.markdown import markdown_table
 from tac_jax.evaluate.tables import ood_table
 
 Attack = Callable[[Any, Any, Any, jax.Array], jax.Array]
@@ -330,6 +329,8 @@ def adversarial_figure(
     Returns:
       The file name, relative to ``directory`` (as the other figures).
     """
+    from tac_jax.evaluate.plots import _figure, _save, _style  # matplotlib only when drawing
+
     if not sections:
         raise ValueError("expected at least one adversarial section, got none")
     directory = os.fspath(directory)

@@ -134,7 +134,7 @@ def _base_and_split(setup: Any) -> tuple[Any, Callable[[Any], dict[str, Any]]]:
     return setup.base, dict
 
 
-def _predictive_logits_fn(setup: Any) -> Callable[[Any, jax.Array], jax.Array]:
+def predictive_logits_fn(setup: Any) -> Callable[[Any, jax.Array], jax.Array]:
     """``(variables, x) → (B, C)`` logits of what the run predicts with: the base head
     (base and TAC runs; TAC's own prediction is its code distances) or the method."""
     method = setup.method
@@ -222,7 +222,7 @@ def make_forward(
             out["extras"] = {k: v.astype(jnp.float32) for k, v in extras.items()}
         return out
 
-    logits_fn = _predictive_logits_fn(setup)
+    logits_fn = predictive_logits_fn(setup)
 
     def odin_pass(variables, x):
         return odin(lambda x_in: logits_fn(variables, x_in), as_float_images(x),

@@ -5,8 +5,10 @@ One forward pass per dataset (`tac_jax.evaluate.collect`) feeds every score
 training split (at most ``max_fit`` examples). Then, per score: misclassification
 detection and selective classification on the test split, OOD detection of every set
 of the suite against the test split, and the reject value with thresholds chosen on
-validation data. The results go to ``WORKDIR/report/``: ``metrics.json``, ``report.md``
-and the figures.
+validation data; then the hard cases: accuracy, ECE and detection per corruption and
+severity (covariate shift, `tac_jax.evaluate.shift`) and PGD inputs against every score
+(`tac_jax.evaluate.robustness`). The results go to ``WORKDIR/report/``:
+``metrics.json``, ``report.md`` and the figures.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from tac_jax.evaluate import report as report_lib
-from tac_jax.evaluate import tables
+from tac_jax.evaluate import robustness, shift, tables
 from tac_jax.evaluate.collect import DEFAULT_BATCH, collect, head_params, make_forward
 from tac_jax.evaluate.fitted import MAX_FIT
 from tac_jax.evaluate.scoring import (
@@ -38,6 +40,7 @@ from tac_jax.evaluate.scoring import (
 from tac_jax.evaluate.suites import KINDS, OODSet, fmnist_suite
 from tac_jax.evaluate.text_suites import text_suite
 from tac_jax.metrics import Costs
+from tac_jax.metrics.calibration import ece
 
 SUITES = ("fmnist", "text", "none")
 METRICS_FILE = "metrics.json"
@@ -168,6 +171,10 @@ def _summary(metrics: dict[str, Any], names: Sequence[str]) -> dict[str, dict[st
         values = metrics["value"]["scores"][name]["value"]
         for c, v in zip(grid, values, strict=True):
             row[f"value_c_err_{c:g}"] = v
+        for target, section in metrics.get("adversarial", {}).items():
+            for key, entry in section["by_epsilon"].items():
+                auroc = entry["detection"].get(name, {}).get("auroc")
+                row[f"adversarial_auroc_{target}_eps{float(key):g}"] = auroc
         rows[name] = row
     return rows
 
@@ -198,6 +205,7 @@ def _score_suite(
         if oodset.labels is not None:
             # Corrupted sets keep their labels: accuracy under covariate shift.
             entry["accuracy"] = float(np.mean(s["prediction"] == oodset.labels))
+            entry["ece"] = ece(tables.softmax(out["logits"]), oodset.labels, 15)
             if has_tac:
                 entry["tac_accuracy"] = float(np.mean(s["tac_prediction"] == oodset.labels))
         entry["scores"] = tables.ood_table(
@@ -272,6 +280,8 @@ def evaluate_run(
     scores: Sequence[str] | None = None,
     severities: Sequence[int] = (1, 3, 5),
     corruptions: Sequence[str] | None = None,
+    epsilons: Sequence[float] = robustness.EPSILONS,
+    attack_size: int = robustness.SIZE,
     max_fit: int = MAX_FIT,
     batch_size: int = DEFAULT_BATCH,
     plots: bool = True,
@@ -296,6 +306,9 @@ def evaluate_run(
         only in TAC runs).
       severities: corruption severities of the fmnist suite.
       corruptions: corruption names (default: the suite's).
+      epsilons: the L∞ radii of the PGD attacks (images in [0, 1]); empty: no attack
+        (text runs are never attacked: their inputs are integers).
+      attack_size: test examples attacked, at most.
       max_fit: training examples the feature-based scores are fitted on, at most.
       batch_size: examples per forward pass.
       plots: write the figures.
@@ -416,6 +429,28 @@ def evaluate_run(
         "value": value,
         "non_finite": tables.non_finite_counts({n: test_scores[n] for n in names}),
     }
+    clean = {"accuracy": accuracy["base"], "ece": metrics["calibration"]["ece"]}
+    if has_tac:
+        clean["tac_accuracy"] = accuracy["tac"]
+    metrics["shift"] = shift.shift_table(ood, clean)
+    metrics["adversarial"] = {}
+    if epsilons and "input" in run_capabilities(setup, state):
+        metrics["adversarial"] = robustness.adversarial_sections(
+            setup,
+            state,
+            test["image"],
+            labels,
+            test_scores,
+            names,
+            score,
+            epsilons=epsilons,
+            size=attack_size,
+            seed=seed,
+            bootstrap=bootstrap,
+            batch_size=batch_size,
+            log=say,
+        )
+        metrics["evaluation"]["epsilons"] = [float(e) for e in epsilons]
     metrics["summary"] = _summary(metrics, names)
 
     out_dir = os.path.join(workdir, REPORT_DIR)
@@ -442,6 +477,12 @@ def evaluate_run(
                 code_width=setup.tac.codes.width if has_tac else None,
             ),
         )
+        if metrics["shift"]:
+            figures.append(shift.shift_figure(out_dir, metrics["shift"]))
+        if metrics["adversarial"]:
+            from tac_jax.evaluate.adversarial import adversarial_figure
+
+            figures.append(adversarial_figure(out_dir, metrics["adversarial"]))
     metrics["figures"] = figures
     metrics["evaluation"]["seconds"] = time.perf_counter() - start
     metrics = _jsonable(metrics)

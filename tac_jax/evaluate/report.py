@@ -32,13 +32,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tac_jax.evaluate.adversarial import adversarial_lines
+from tac_jax.evaluate.markdown import Cell, markdown_table
+from tac_jax.evaluate.robustness import TARGETS
+from tac_jax.evaluate.shift import shift_lines
 from tac_jax.evaluate.suites import KINDS
 from tac_jax.evaluate.tables import POLICIES
 
 REPORT_FILE = "report.md"
 _KIND_TITLES = {"near": "near", "far": "far", "corruption": "corruption", "synthetic": "synthetic"}
-
-Cell = float | int | str | None | tuple[float | None, str]
 
 
 def python_command(
@@ -93,73 +95,6 @@ def run_summary(
             "reduction": config.tac.reduction,
         }
     return out
-
-
-# -- markdown tables ----------------------------------------------------------------------
-
-
-def _number(x: float | int | None, digits: int) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, int):
-        return str(x)
-    return f"{x:.{digits}f}"
-
-
-def _value(cell: Cell) -> float | None:
-    if isinstance(cell, tuple):
-        return cell[0]
-    return cell if isinstance(cell, int | float) else None
-
-
-def markdown_table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[Cell]],
-    better: Sequence[str | None],
-    digits: int = 4,
-) -> str:
-    """A markdown table with the best number of each column in bold.
-
-    Args:
-      header: column titles.
-      rows: cells: numbers, None (shown "–"), strings, or ``(number, suffix)`` pairs
-        (e.g. an interval shown after the number).
-      better: per column ``"high"``, ``"low"`` or None (no bold).
-      digits: decimals shown.
-
-    Returns:
-      The table; ties at the shown precision are all bold.
-
-    >>> print(markdown_table(["s", "auroc"], [["a", 0.9], ["b", 0.8]], [None, "high"], 2))
-    | s | auroc |
-    |---|---|
-    | a | **0.90** |
-    | b | 0.80 |
-    """
-    best: list[str | None] = []
-    for j, rule in enumerate(better):
-        shown = [_value(r[j]) for r in rows]
-        shown = [round(v, digits) for v in shown if v is not None]
-        if rule is None or not shown or len(rows) < 2:
-            best.append(None)
-        else:
-            best.append(_number(max(shown) if rule == "high" else min(shown), digits))
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = []
-        for j, cell in enumerate(row):
-            suffix = ""
-            if isinstance(cell, tuple):
-                cell, suffix = cell
-            if isinstance(cell, str):
-                text = cell
-            else:
-                text = _number(cell, digits)
-                if best[j] is not None and cell is not None and text == best[j]:
-                    text = f"**{text}**"
-            cells.append(text + suffix)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _with_ci(value: float | None, ci: Sequence[float | None] | None) -> Cell:
@@ -450,6 +385,28 @@ def _scores_section(m: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+# The scores the covariate-shift tables show, in this order of preference.
+_SHIFT_SCORES = (
+    "tac", "tac_neg_l1", "msp", "energy", "knn", "mahalanobis", "confidence",
+    "ensemble_mi", "ensemble_msp", "mc_dropout_mi", "mc_dropout_msp", "sngp", "purview",
+)  # fmt: skip
+
+
+def _shift_section(m: Mapping[str, Any]) -> list[str]:
+    section = m.get("shift")
+    if not section:
+        return []
+    names = [n for n in _SHIFT_SCORES if n in section["scores"]][:6]
+    return shift_lines(section, scores=names or None) + [""]
+
+
+def _adversarial_section(m: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for target, section in (m.get("adversarial") or {}).items():
+        lines += adversarial_lines(section, target=TARGETS.get(target, target)) + [""]
+    return lines
+
+
 def _figures_section(m: Mapping[str, Any]) -> list[str]:
     if not m.get("figures"):
         return []
@@ -496,6 +453,8 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         _misclassification_section,
         _ood_section,
         _value_section,
+        _shift_section,
+        _adversarial_section,
         _scores_section,
         _figures_section,
         _appendix,

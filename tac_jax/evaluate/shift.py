@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from tac_jax.data.arrays import check_labels, to_float_images
-from tac_jax.evaluate.plots import _figure, _save
-from tac_jax.evaluate.report import markdown_table
+from tac_jax.evaluate.markdown import markdown_table
 from tac_jax.evaluate.suites import Loader, OODSet, load_tfds_images
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -175,6 +174,8 @@ def shift_figure(directory: str | os.PathLike, section: Mapping[str, Any]) -> st
     Returns:
       The file name, relative to ``directory`` (as the other figures).
     """
+    from tac_jax.evaluate.plots import _figure, _save  # matplotlib only when drawing
+
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     by_severity = section["by_severity"]
