@@ -97,7 +97,9 @@ def cmd_evaluate(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     evaluate_run(
         args.workdir, suite=args.suite, num_ood=args.num_ood, bootstrap=args.bootstrap,
-        seed=args.seed, log=print, command=" ".join(["tac-jax", *sys.argv[1:]]),
+        seed=args.seed, severities=args.severities, epsilons=args.epsilons,
+        attack_size=args.attack_size, scores=args.scores, log=print,
+        command=" ".join(["tac-jax", *sys.argv[1:]]),
     )  # fmt: skip
     print(f"report: {args.workdir}/report/report.md")
     return 0
@@ -113,14 +115,43 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-ood", type=int, default=2000, help="images per OOD set")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="subsampling and bootstrap seed")
+    parser.add_argument(
+        "--severities", type=_ints, default=(1, 3, 5), help="corruption severities (default 1,3,5)"
+    )
+    parser.add_argument(
+        "--epsilons", type=_floats, default=(0.1, 0.3),
+        help="L∞ radii of the PGD attacks, images in [0, 1] (default 0.1,0.3; '' for none)",
+    )  # fmt: skip
+    parser.add_argument("--attack-size", type=int, default=1000, help="test inputs attacked")
+    parser.add_argument("--scores", type=_names, help="comma-separated scores (default: all)")
     parser.set_defaults(run=cmd_evaluate)
+
+
+def cmd_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """One table of several evaluated runs (e.g. TAC beside ensembles and SNGP)."""
+    from tac_jax.evaluate.compare import compare_runs
+
+    compare_runs(args.workdirs, args.out, labels=args.labels)
+    print(f"report: {args.out}/compare.md")
+    return 0
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    help_text = "compare evaluated runs (TAC, ensembles, SNGP, ...) in one table"
+    parser = sub.add_parser("compare", help=help_text, description=help_text)
+    parser.add_argument("workdirs", nargs="+", help="evaluated runs")
+    parser.add_argument("--out", required=True, help="where to write compare.md and .json")
+    parser.add_argument("--labels", type=_names, help="comma-separated names, one per run")
+    parser.set_defaults(run=cmd_compare)
 
 
 def cmd_score(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Per-example scores of an array file, written as an .npz."""
     from tac_jax.evaluate import score_file
 
-    out = score_file(args.workdir, args.input, args.output, batch_size=args.batch_size)
+    out = score_file(
+        args.workdir, args.input, args.output, batch_size=args.batch_size, scores=args.scores
+    )
     print(f"wrote {args.output}: {', '.join(sorted(out))}")
     return 0
 
@@ -132,11 +163,22 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--input", required=True, help="images: uint8 N×H×W[×C] or float in [0, 1]")
     parser.add_argument("--output", required=True, help="where to write the .npz")
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    parser.add_argument(
+        "--scores", type=_names, help="comma-separated score names (default: every one)"
+    )
     parser.set_defaults(run=cmd_score)
 
 
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in _names(text))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in _names(text))
 
 
 def cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -193,6 +235,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_parser,
     add_demo_parser,
     add_evaluate_parser,
+    add_compare_parser,
     add_score_parser,
     add_bench_parser,
 ]

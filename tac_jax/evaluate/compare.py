@@ -1,0 +1,216 @@
+"""One table of every method: the evaluated runs of a comparison, side by side.
+
+Each training-time method is its own run (a base with TAC, an ensemble, an SNGP
+network, ...), evaluated by `tac_jax.evaluate.harness.evaluate_run` on the same suite
+with the same seed, so every run sees the same OOD sets, corrupted copies and attacked
+test subset. `compare_runs` reads their ``report/metrics.json`` and writes one
+``compare.md`` and ``compare.json``: a row per (run, score), each score measured against
+its own run's predictions (misclassification, value) and test scores (OOD, attacks), plus
+a row per run for accuracy, calibration and accuracy under shift.
+
+Which scores a run contributes: every score of a run trained without a method (the
+post-hoc scores and TAC's), and a method run's own family (e.g. ``ensemble_*``) plus its
+MSP, the same network's post-hoc baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tac_jax.evaluate.markdown import markdown_table
+
+METRICS = os.path.join("report", "metrics.json")
+# The evaluation settings that must agree for runs to be compared.
+SAME = ("suite", "num_ood", "severities", "seed", "test_size", "epsilons")
+METHOD_FAMILIES = ("confidence", "ensemble", "sngp")
+VALUE_COSTS = (1, 5, 10)
+
+
+def load_metrics(workdir: str | os.PathLike) -> dict[str, Any]:
+    """A run's ``report/metrics.json``.
+
+    Raises:
+      FileNotFoundError: if the run has not been evaluated.
+    """
+    path = os.path.join(os.fspath(workdir), METRICS)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"expected an evaluated run with {METRICS} (run `tac-jax evaluate` first), got "
+            f"none in {workdir}"
+        )
+    with open(path) as f:
+        return json.load(f)
+
+
+def _method(m: Mapping[str, Any]) -> str:
+    config = m.get("run", {}).get("config", {})
+    return (config.get("method") or {}).get("name", "none")
+
+
+def contributed_scores(m: Mapping[str, Any]) -> list[str]:
+    """The scores a run brings to the comparison (see the module docstring)."""
+    names = list(m["summary"])
+    method = _method(m)
+    if method not in METHOD_FAMILIES:
+        return names
+    own = [n for n in names if m["summary"][n]["family"] == method]
+    return (["msp"] if "msp" in names else []) + own
+
+
+def _check_comparable(runs: Mapping[str, Mapping[str, Any]]) -> None:
+    first_label, first = next(iter(runs.items()))
+    for label, m in runs.items():
+        for key in SAME:
+            a, b = first["evaluation"].get(key), m["evaluation"].get(key)
+            if a != b:
+                raise ValueError(
+                    f"expected runs evaluated alike, got {key} = {b!r} in {label!r} and "
+                    f"{a!r} in {first_label!r}"
+                )
+
+
+def _shift_at(m: Mapping[str, Any], severity: str, key: str) -> float | None:
+    level = ((m.get("shift") or {}).get("by_severity") or {}).get(severity)
+    return level.get(key) if level else None
+
+
+def compare_rows(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The comparison as JSON-able rows.
+
+    Args:
+      runs: ``{label: metrics.json contents}``, in display order.
+
+    Returns:
+      ``{"runs": {label: {...}}, "scores": [{"run", "score", ...}], "epsilons",
+      "targets"}``.
+
+    Raises:
+      ValueError: if the runs were evaluated with different settings.
+    """
+    if not runs:
+        raise ValueError("expected at least one evaluated run, got none")
+    _check_comparable(runs)
+    severities = [str(s) for s in next(iter(runs.values()))["evaluation"].get("severities", [])]
+    top = severities[-1] if severities else None
+    run_rows, score_rows = {}, []
+    targets: list[str] = []
+    for label, m in runs.items():
+        run_rows[label] = {
+            "method": _method(m),
+            "model": m["run"].get("model"),
+            "accuracy": m["accuracy"]["base"],
+            "tac_accuracy": m["accuracy"].get("tac"),
+            "ece": m["calibration"]["ece"],
+            "nll": m["calibration"]["nll"],
+            "shift_severity": top,
+            "shift_accuracy": _shift_at(m, top, "accuracy") if top else None,
+            "shift_ece": _shift_at(m, top, "ece") if top else None,
+        }
+        for target in m.get("adversarial") or {}:
+            if target not in targets:
+                targets.append(target)
+        for name in contributed_scores(m):
+            s = m["summary"][name]
+            row = {
+                "run": label,
+                "score": name,
+                "family": s["family"],
+                "misclassification_auroc": s["misclassification_auroc"],
+                "mean_ood_auroc": s.get("mean_ood_auroc"),
+            }
+            for kind in ("near", "far", "corruption", "synthetic"):
+                row[f"mean_ood_auroc_{kind}"] = s.get(f"mean_ood_auroc_{kind}")
+            for c in VALUE_COSTS:
+                row[f"value_c_err_{c}"] = s.get(f"value_c_err_{c}")
+            row.update({k: v for k, v in s.items() if k.startswith("adversarial_auroc_")})
+            score_rows.append(row)
+    epsilons = next(iter(runs.values()))["evaluation"].get("epsilons") or []
+    return {"runs": run_rows, "scores": score_rows, "epsilons": epsilons, "targets": targets}
+
+
+def render_compare(table: Mapping[str, Any]) -> str:
+    """``compare.md`` from `compare_rows`' output."""
+    runs = table["runs"]
+    lines = [
+        "# Every method, side by side",
+        "",
+        "Each row is measured on its own run: misclassification and value against that "
+        "run's own predictions, OOD and attack detection against its own test scores. The "
+        "runs share the suite, seed, corrupted copies and attacked test subset.",
+        "",
+        "## Runs",
+        "",
+    ]
+    sev = next(iter(runs.values()))["shift_severity"]
+    header = ["run", "method", "accuracy ↑", "TAC accuracy ↑", "ECE ↓", "NLL ↓"]
+    header += [f"accuracy at severity {sev} ↑", f"ECE at severity {sev} ↓"] if sev else []
+    rows = []
+    for label, r in runs.items():
+        row = [label, r["method"], r["accuracy"], r["tac_accuracy"], r["ece"], r["nll"]]
+        rows.append(row + ([r["shift_accuracy"], r["shift_ece"]] if sev else []))
+    better = [None, None, "high", "high", "low", "low"] + (["high", "low"] if sev else [])
+    lines += [markdown_table(header, rows, better, 3), "", "## Scores", ""]
+    kinds = [
+        k
+        for k in ("near", "far", "corruption", "synthetic")
+        if any(r.get(f"mean_ood_auroc_{k}") is not None for r in table["scores"])
+    ]
+    header = ["run", "score", "misclassification AUROC ↑", "mean OOD AUROC ↑"]
+    header += [f"{k} ↑" for k in kinds] + [f"value c_err={c} ↑" for c in VALUE_COSTS]
+    rows = []
+    for r in table["scores"]:
+        row = [r["run"], f"`{r['score']}`", r["misclassification_auroc"], r["mean_ood_auroc"]]
+        row += [r.get(f"mean_ood_auroc_{k}") for k in kinds]
+        rows.append(row + [r.get(f"value_c_err_{c}") for c in VALUE_COSTS])
+    better = [None, None] + ["high"] * (len(header) - 2)
+    lines += [markdown_table(header, rows, better, 3), ""]
+    if table["targets"] and table["epsilons"]:
+        lines += [
+            "## Adversarial detection",
+            "",
+            "AUROC of clean test inputs against their PGD copies (L∞, 10 steps, random "
+            "start), attacking each run's prediction head (`base`) or TAC's codes (`tac`).",
+            "",
+        ]
+        cols = [(t, e) for t in table["targets"] for e in table["epsilons"]]
+        header = ["run", "score"] + [f"{t} ε={e:g} ↑" for t, e in cols]
+        rows = [
+            [r["run"], f"`{r['score']}`"]
+            + [r.get(f"adversarial_auroc_{t}_eps{float(e):g}") for t, e in cols]
+            for r in table["scores"]
+        ]
+        lines += [markdown_table(header, rows, [None, None] + ["high"] * len(cols), 3), ""]
+    return "\n".join(lines)
+
+
+def compare_runs(
+    workdirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    labels: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Writes ``compare.md`` and ``compare.json`` of evaluated runs into ``out_dir``.
+
+    Args:
+      workdirs: evaluated runs (each with ``report/metrics.json``).
+      out_dir: where to write.
+      labels: a name per run (default: each workdir's base name).
+
+    Returns:
+      What ``compare.json`` holds.
+    """
+    workdirs = [os.fspath(w) for w in workdirs]
+    labels = list(labels) if labels else [os.path.basename(w.rstrip("/")) for w in workdirs]
+    if len(labels) != len(workdirs) or len(set(labels)) != len(labels):
+        raise ValueError(f"expected one distinct label per run, got {labels} for {workdirs}")
+    table = compare_rows({lab: load_metrics(w) for lab, w in zip(labels, workdirs, strict=True)})
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "compare.json"), "w") as f:
+        json.dump(table, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    with open(os.path.join(out_dir, "compare.md"), "w") as f:
+        f.write(render_compare(table))
+    return table
