@@ -28,7 +28,8 @@ def run_demo(
     seed: int = 0,
     log: Callable[[str], None] = print,
     command: str | None = None,
-) -> dict[str, Any]:
+    evaluate: bool = True,
+) -> dict[str, Any] | None:
     """Base training, TAC add-on training and the evaluation, each resumable.
 
     Args:
@@ -41,9 +42,10 @@ def run_demo(
       seed: the run's seed: data order, initialisation, class codes, OOD subsets.
       log: where progress lines go.
       command: the command line to print in the report.
+      evaluate: run the evaluation (else only the two trainings).
 
     Returns:
-      The evaluation's metrics (as in ``report/metrics.json``).
+      The evaluation's metrics (as in ``report/metrics.json``), or None without one.
     """
     from tac_jax.evaluate import evaluate_run
     from tac_jax.train.loop import train_and_evaluate
@@ -66,6 +68,8 @@ def run_demo(
     log(f"demo: training the TAC add-on into {workdir}")
     tac_results = train_and_evaluate(tac, workdir)
     log(f"demo: TAC {tac_results}")
+    if not evaluate:
+        return None
 
     log("demo: scoring the test set and the OOD suite with every score")
     metrics = evaluate_run(

@@ -11,12 +11,17 @@ from _train_helpers import SMOKE
 from tac_jax.config_io import load_config
 from tac_jax.data.fashion_mnist import load_fashion_mnist
 from tac_jax.data.idx import write_idx
-from tac_jax.evaluate import SCORES, evaluate_run, score_file
+from tac_jax.evaluate import evaluate_run, score_file
+from tac_jax.evaluate.scoring import available_scores
 from tac_jax.train.loop import train_and_evaluate
 from tac_jax.train.setup import load_run
 from tac_jax.train.step import as_float_images
 
 pytestmark = [pytest.mark.slow]
+# What a TAC add-on on a base without dropout can compute: every score but those of
+# the training-time methods and MC dropout.
+TAC_RUN = {"tac", "fit", "features", "head", "input"}
+SCORES = available_scores(TAC_RUN)
 
 
 def smoke(**fields):
@@ -46,7 +51,8 @@ def test_evaluate_run_writes_the_report_metrics_and_figures(runs):
     out = runs["addon"] / "report"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(runs["metrics"]))
-    assert set(metrics["summary"]) == set(SCORES)  # a TAC run has every score
+    assert set(metrics["summary"]) == set(SCORES)
+    assert {"purview", "purview_detector", "odin"} <= set(SCORES)
     for name, row in metrics["summary"].items():
         assert 0.0 <= row["misclassification_auroc"] <= 1.0, name
         assert 0.0 <= row["mean_ood_auroc"] <= 1.0, name
@@ -75,6 +81,31 @@ def test_evaluate_run_writes_the_report_metrics_and_figures(runs):
         metrics["figures"]
     )
     assert (out / "fitted.npz").exists()
+
+
+def test_the_hard_cases_are_in_the_report(runs):
+    metrics = runs["metrics"]
+    shift = metrics["shift"]
+    assert list(shift["by_severity"]) == ["0", "1", "3", "5"]
+    assert shift["by_severity"]["0"]["accuracy"] == pytest.approx(metrics["accuracy"]["base"])
+    for name, entry in metrics["ood"]["sets"].items():
+        if entry["kind"] == "corruption":
+            assert 0.0 <= entry["ece"] <= 1.0, name
+    adversarial = metrics["adversarial"]
+    assert set(adversarial) == {"base", "tac"}
+    for target, section in adversarial.items():
+        assert section["size"] == 512 and section["epsilons"] == [0.1, 0.3]
+        strong = section["by_epsilon"]["0.3"]
+        assert set(strong["detection"]) == set(SCORES)
+        # PGD at ε = 0.3 on 28×28 images in [0, 1] breaks the attacked head.
+        attacked = "robust_accuracy" if target == "base" else "tac_robust_accuracy"
+        clean = "clean_accuracy" if target == "base" else "clean_tac_accuracy"
+        assert strong[attacked] < section[clean] - 0.1, target
+    row = metrics["summary"]["tac"]
+    assert 0.0 <= row["adversarial_auroc_tac_eps0.3"] <= 1.0
+    text = (runs["addon"] / "report" / "report.md").read_text()
+    assert "## Covariate shift" in text and "## Adversarial inputs: PGD on the TAC codes" in text
+    assert {"shift.png", "adversarial.png"} <= set(metrics["figures"])
 
 
 def test_a_base_only_run_has_no_tac_rows(runs):

@@ -1,0 +1,69 @@
+r"""TAC beside every training-time method on Fashion-MNIST, in one comparison table.
+
+Trains (or resumes) the main job's TAC run and one run per method of
+`experiments/configs/fmnist_methods.py` (learned confidence, a 5-member deep ensemble,
+SNGP, and a dropout base for MC dropout), evaluates each with the same suite, seed and
+attacks, and writes ``ROOT/compare/compare.md``:
+
+    .venv/bin/python experiments/fmnist_methods/run.py --root runs/methods
+
+``--tac-workdir runs/demo`` reuses the main job's run (`tac-jax demo`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from tac_jax.config_io import load_config
+from tac_jax.demo import run_demo
+from tac_jax.evaluate import evaluate_run
+from tac_jax.evaluate.compare import compare_runs
+from tac_jax.train.loop import train_and_evaluate
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIG = os.path.join(os.path.dirname(HERE), "configs", "fmnist_methods.py")
+METHODS = ("confidence", "ensemble", "sngp", "dropout")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="runs/methods", help="where the runs go")
+    parser.add_argument("--tac-workdir", help="the TAC run (default ROOT/tac, trained here)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, help="override every run's training steps")
+    parser.add_argument("--num-ood", type=int, default=2000)
+    parser.add_argument("--bootstrap", type=int, default=100)
+    parser.add_argument("--attack-size", type=int, default=1000)
+    args = parser.parse_args()
+
+    settings = dict(
+        suite="fmnist", num_ood=args.num_ood, bootstrap=args.bootstrap, seed=args.seed,
+        attack_size=args.attack_size, log=print,
+    )  # fmt: skip
+    start = time.perf_counter()
+    tac_dir = args.tac_workdir or os.path.join(args.root, "tac")
+    run_demo(tac_dir, base_steps=args.steps, tac_steps=args.steps, num_ood=args.num_ood,
+             bootstrap=args.bootstrap, seed=args.seed, evaluate=False)  # fmt: skip
+    evaluate_run(tac_dir, **settings)
+    workdirs, labels = [tac_dir], ["tac"]
+    for method in [m for m in args.methods.split(",") if m]:
+        config = load_config(f"{CONFIG}:{method}")
+        config.seed = args.seed
+        if args.steps:
+            config.steps = args.steps
+        workdir = os.path.join(args.root, method)
+        print(f"{method}: training into {workdir}")
+        print(f"{method}: {train_and_evaluate(config, workdir)}")
+        evaluate_run(workdir, **settings)
+        workdirs.append(workdir)
+        labels.append(method)
+    compare_runs(workdirs, os.path.join(args.root, "compare"), labels=labels)
+    print(f"wrote {os.path.join(args.root, 'compare', 'compare.md')} "
+          f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
