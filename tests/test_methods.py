@@ -239,3 +239,28 @@ def test_create_method_and_config_checks():
     config.method.name = "bayes"
     with pytest.raises(ValueError, match="expected config.method.name in"):
         validate_config(config)
+
+
+# -- adversarial training of TAC -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["base", "tac"])
+def test_adversarial_training_attacks_the_first_half_of_each_batch(target):
+    from tac_jax.model import TACModel
+    from tac_jax.train.objectives import TACLossConfig, _adversarial_half, tac_objective
+
+    model = TACModel(mlp(), ("dense1",), 3, mode="addon")
+    variables = model.init(jax.random.key(0), X)
+    config = TACLossConfig(adversarial_epsilon=0.1, adversarial_steps=3, adversarial_target=target)
+    x_adv = _adversarial_half(model, variables, X, Y, jax.random.key(1), config)
+    np.testing.assert_array_equal(x_adv[4:], X[4:])
+    moved = np.abs(np.asarray(x_adv[:4] - X[:4]))
+    assert moved.max() <= 0.1 + 1e-6 and moved.max() > 0.05
+    params = variables.pop("params")
+    loss_adv = tac_objective(model, params, variables, {"image": X, "label": Y},
+                             jax.random.key(2), config)[0]  # fmt: skip
+    loss = tac_objective(model, params, variables, {"image": X, "label": Y}, jax.random.key(2),
+                         TACLossConfig())[0]  # fmt: skip
+    assert float(loss_adv) != float(loss)
+    with pytest.raises(ValueError, match="adversarial_target"):
+        TACLossConfig(adversarial_target="head")

@@ -19,7 +19,7 @@ import time
 from tac_jax.config_io import load_config
 from tac_jax.demo import run_demo
 from tac_jax.evaluate import evaluate_run
-from tac_jax.evaluate.compare import compare_runs
+from tac_jax.evaluate.compare import METRICS, compare_runs
 from tac_jax.train.loop import train_and_evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,27 +37,44 @@ def main() -> None:
     parser.add_argument("--num-ood", type=int, default=2000)
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--attack-size", type=int, default=1000)
+    parser.add_argument(
+        "--adversarial-tac", action="store_true",
+        help="also train TAC adversarially on the same base (ROOT/tac_adversarial)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reevaluate", action="store_true", help="evaluate runs that already have a report"
+    )
     args = parser.parse_args()
 
     settings = dict(
         suite="fmnist", num_ood=args.num_ood, bootstrap=args.bootstrap, seed=args.seed,
         attack_size=args.attack_size, log=print,
     )  # fmt: skip
+
+    def evaluate(workdir: str) -> None:
+        if args.reevaluate or not os.path.exists(os.path.join(workdir, METRICS)):
+            evaluate_run(workdir, **settings)
+
     start = time.perf_counter()
     tac_dir = args.tac_workdir or os.path.join(args.root, "tac")
     run_demo(tac_dir, base_steps=args.steps, tac_steps=args.steps, num_ood=args.num_ood,
              bootstrap=args.bootstrap, seed=args.seed, evaluate=False)  # fmt: skip
-    evaluate_run(tac_dir, **settings)
+    evaluate(tac_dir)
     workdirs, labels = [tac_dir], ["tac"]
-    for method in [m for m in args.methods.split(",") if m]:
+    methods = [m for m in args.methods.split(",") if m]
+    methods += ["tac_adversarial"] if args.adversarial_tac else []
+    for method in methods:
         config = load_config(f"{CONFIG}:{method}")
         config.seed = args.seed
+        if method == "tac_adversarial":
+            config.base_workdir = os.path.join(tac_dir, "base")
+            config.tac.code_seed = args.seed
         if args.steps:
             config.steps = args.steps
         workdir = os.path.join(args.root, method)
         print(f"{method}: training into {workdir}")
         print(f"{method}: {train_and_evaluate(config, workdir)}")
-        evaluate_run(workdir, **settings)
+        evaluate(workdir)
         workdirs.append(workdir)
         labels.append(method)
     compare_runs(workdirs, os.path.join(args.root, "compare"), labels=labels)

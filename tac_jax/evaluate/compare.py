@@ -109,9 +109,18 @@ def compare_rows(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             "shift_accuracy": _shift_at(m, top, "accuracy") if top else None,
             "shift_ece": _shift_at(m, top, "ece") if top else None,
         }
-        for target in m.get("adversarial") or {}:
+        adversarial = m.get("adversarial") or {}
+        for target in adversarial:
             if target not in targets:
                 targets.append(target)
+        # Robust accuracy: the base head under attack on itself, TAC's prediction under
+        # attack on TAC's codes.
+        for key, entry in (adversarial.get("base") or {}).get("by_epsilon", {}).items():
+            run_rows[label][f"robust_accuracy_eps{float(key):g}"] = entry["robust_accuracy"]
+        for key, entry in (adversarial.get("tac") or {}).get("by_epsilon", {}).items():
+            run_rows[label][f"tac_robust_accuracy_eps{float(key):g}"] = entry.get(
+                "tac_robust_accuracy"
+            )
         for name in contributed_scores(m):
             s = m["summary"][name]
             row = {
@@ -143,15 +152,24 @@ def render_compare(table: Mapping[str, Any]) -> str:
         "",
         "## Runs",
         "",
+        "Robust accuracy: the run's prediction under PGD against itself; TAC robust "
+        "accuracy: TAC's own prediction under PGD against TAC's codes.",
+        "",
     ]
     sev = next(iter(runs.values()))["shift_severity"]
+    eps = [float(e) for e in table["epsilons"]]
     header = ["run", "method", "accuracy ↑", "TAC accuracy ↑", "ECE ↓", "NLL ↓"]
     header += [f"accuracy at severity {sev} ↑", f"ECE at severity {sev} ↓"] if sev else []
+    header += [f"robust accuracy ε={e:g} ↑" for e in eps]
+    header += [f"TAC robust accuracy ε={e:g} ↑" for e in eps]
     rows = []
     for label, r in runs.items():
         row = [label, r["method"], r["accuracy"], r["tac_accuracy"], r["ece"], r["nll"]]
-        rows.append(row + ([r["shift_accuracy"], r["shift_ece"]] if sev else []))
+        row += [r["shift_accuracy"], r["shift_ece"]] if sev else []
+        row += [r.get(f"robust_accuracy_eps{e:g}") for e in eps]
+        rows.append(row + [r.get(f"tac_robust_accuracy_eps{e:g}") for e in eps])
     better = [None, None, "high", "high", "low", "low"] + (["high", "low"] if sev else [])
+    better += ["high"] * (2 * len(eps))
     lines += [markdown_table(header, rows, better, 3), "", "## Scores", ""]
     kinds = [
         k

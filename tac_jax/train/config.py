@@ -150,6 +150,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.tac.head_weight = 1.0
     config.tac.code_noise = 0.15
     config.tac.mixup_alpha = 0.0
+    # Adversarial training (METHODS §1): PGD replaces the first half of each batch.
+    config.tac.adversarial_epsilon = 0.0
+    config.tac.adversarial_steps = 10
+    config.tac.adversarial_target = "base"
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "sgd"

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tac_jax.attacks import adversarial_half_batch, base_logits_fn, pgd, tac_logits_fn
 from tac_jax.losses import mixup, tac_loss
 from tac_jax.model import TACModel
 from tac_jax.scores.tac import tac_predict
@@ -29,6 +30,12 @@ class TACLossConfig:
       code_noise: probability of flipping each code entry (0.15 MNIST, 0.1 CIFAR).
       mixup_alpha: Beta(α, α) mixup of inputs, labels and target codes; 0 turns it off.
       head_weight: weight of the base head's cross-entropy in scratch mode.
+      adversarial_epsilon: adversarial training as the authors do it: the first half of
+        each batch is replaced by L∞ PGD inputs of this radius (images in [0, 1]); 0
+        turns it off.
+      adversarial_steps: PGD steps (of ε/10 each, random start).
+      adversarial_target: what the training attack ascends: ``"base"`` (the base head's
+        cross-entropy) or ``"tac"`` (TAC's code distances, with the current weights).
     """
 
     ce_weight: float = 1.0
@@ -36,6 +43,37 @@ class TACLossConfig:
     code_noise: float = 0.15
     mixup_alpha: float = 0.0
     head_weight: float = 1.0
+    adversarial_epsilon: float = 0.0
+    adversarial_steps: int = 10
+    adversarial_target: str = "base"
+
+    def __post_init__(self):
+        if self.adversarial_epsilon < 0 or self.adversarial_steps < 1:
+            raise ValueError(
+                f"expected adversarial_epsilon >= 0 and adversarial_steps >= 1, got "
+                f"{self.adversarial_epsilon} and {self.adversarial_steps}"
+            )
+        if self.adversarial_target not in ADVERSARIAL_TARGETS:
+            raise ValueError(
+                f"expected adversarial_target in {ADVERSARIAL_TARGETS}, got "
+                f"{self.adversarial_target!r}"
+            )
+
+
+ADVERSARIAL_TARGETS = ("base", "tac")
+
+
+def _adversarial_half(model, variables, x, y, key, config: TACLossConfig) -> jax.Array:
+    """``x`` with its first half replaced by PGD inputs against the current weights."""
+    variables = jax.lax.stop_gradient(variables)
+    make = tac_logits_fn if config.adversarial_target == "tac" else base_logits_fn
+    logits_fn = make(model, variables)
+
+    def attack(xb, yb, k):
+        return pgd(logits_fn, xb, yb, config.adversarial_epsilon, key=k,
+                   steps=config.adversarial_steps)  # fmt: skip
+
+    return adversarial_half_batch(attack, x, y, key)
 
 
 def _batch_arrays(batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
@@ -103,6 +141,12 @@ def tac_objective(
     x, y = _batch_arrays(batch)
     codes = jnp.asarray(model.codes.matrix)
     key_mix, key_noise, key_drop = jax.random.split(key, 3)
+    if train and config.adversarial_epsilon > 0:
+        # Its own stream, so runs without it draw exactly what they always drew.
+        key_adv = jax.random.fold_in(key, 1)
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            raise ValueError("expected image inputs for adversarial training, got integer tokens")
+        x = _adversarial_half(model, {"params": params, **rest}, x, y, key_adv, config)
     targets = jax.nn.one_hot(y, model.num_classes)
     if config.mixup_alpha > 0:
         (x, targets), _, _ = mixup(key_mix, config.mixup_alpha, x, targets)

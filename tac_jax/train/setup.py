@@ -175,6 +175,9 @@ def build_setup(
         code_noise=config.tac.code_noise,
         mixup_alpha=config.tac.mixup_alpha,
         head_weight=config.tac.head_weight,
+        adversarial_epsilon=float(config.tac.get("adversarial_epsilon", 0.0)),
+        adversarial_steps=int(config.tac.get("adversarial_steps", 10)),
+        adversarial_target=config.tac.get("adversarial_target", "base"),
     )
     if method is not None:
         objective = method.objective
