@@ -41,8 +41,11 @@ def metrics(method="none", scores=("tac", "msp", "knn"), seed=0, accuracy=0.9):
             }
         },  # fmt: skip
         "adversarial": {
-            "base": {"by_epsilon": {"0.1": {"robust_accuracy": 0.2}}},
-            "tac": {"by_epsilon": {"0.1": {"robust_accuracy": 0.5, "tac_robust_accuracy": 0.3}}},
+            "base": {"clean_accuracy": accuracy, "by_epsilon": {"0.1": {"robust_accuracy": 0.2}}},
+            "tac": {
+                "clean_tac_accuracy": 0.7,
+                "by_epsilon": {"0.1": {"robust_accuracy": 0.5, "tac_robust_accuracy": 0.3}},
+            },
         },
         "summary": summary,
     }
@@ -90,6 +93,7 @@ def test_compare_runs_reads_and_writes(tmp_path):
     table = compare.compare_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
     assert list(table["runs"]) == ["a", "b"]
     assert json.loads((tmp_path / "out" / "compare.json").read_text()) == table
+    assert (tmp_path / "out" / "compare.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "out" / "compare.md").read_text().startswith("# Every method")
     with pytest.raises(ValueError, match="one distinct label per run"):
         compare.compare_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "o", labels=["x", "x"])

@@ -146,6 +146,7 @@ def render_compare(table: Mapping[str, Any]) -> str:
     lines = [
         "# Every method, side by side",
         "",
+        *([f"![{table['figure']}]({table['figure']})", ""] if table.get("figure") else []),
         "Each row is measured on its own run: misclassification and value against that "
         "run's own predictions, OOD and attack detection against its own test scores. The "
         "runs share the suite, seed, corrupted copies and attacked test subset.",
@@ -204,11 +205,54 @@ def render_compare(table: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+FIGURE_FILE = "compare.png"
+
+
+def compare_figure(directory: str | os.PathLike, runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """Accuracy and ECE against corruption severity, one line per run (Ovadia et al.'s
+    comparison of methods under shift), and robust accuracy against ε."""
+    from tac_jax.evaluate.plots import _figure, _save, _style  # matplotlib only here
+
+    style = _style(list(runs))
+    fig = _figure(15, 4.2)
+    axes = fig.subplots(1, 3)
+    for label, m in runs.items():
+        levels = ((m.get("shift") or {}).get("by_severity")) or {}
+        sev = sorted(levels, key=int)
+        kw = {"color": style[label]["color"], "marker": "o", "label": label}
+        if sev:
+            axes[0].plot([int(k) for k in sev], [levels[k]["accuracy"] for k in sev], **kw)
+            axes[1].plot([int(k) for k in sev], [levels[k]["ece"] for k in sev], **kw)
+        base = (m.get("adversarial") or {}).get("base")
+        if base:
+            eps = [0.0] + [float(k) for k in base["by_epsilon"]]
+            acc = [base["clean_accuracy"]]
+            acc += [e["robust_accuracy"] for e in base["by_epsilon"].values()]
+            axes[2].plot(eps, acc, **kw)
+        tac = (m.get("adversarial") or {}).get("tac")
+        if tac and tac.get("clean_tac_accuracy") is not None:
+            eps = [0.0] + [float(k) for k in tac["by_epsilon"]]
+            acc = [tac["clean_tac_accuracy"]]
+            acc += [e.get("tac_robust_accuracy") for e in tac["by_epsilon"].values()]
+            axes[2].plot(eps, acc, **{**kw, "ls": "--", "label": f"{label}: TAC's prediction"})
+    titles = ("accuracy under shift", "ECE under shift", "robust accuracy (PGD on itself)")
+    xlabels = ("corruption severity (0 = clean)",) * 2 + ("ε (L∞)",)
+    ylabels = ("accuracy ↑", "ECE (15 bins) ↓", "accuracy on attacked inputs ↑")
+    for ax, title, xl, yl in zip(axes, titles, xlabels, ylabels, strict=True):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, os.fspath(directory), FIGURE_FILE)
+
+
 def compare_runs(
     workdirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,
     labels: Sequence[str] | None = None,
+    plots: bool = True,
 ) -> dict[str, Any]:
     """Writes ``compare.md`` and ``compare.json`` of evaluated runs into ``out_dir``.
 
@@ -216,6 +260,7 @@ def compare_runs(
       workdirs: evaluated runs (each with ``report/metrics.json``).
       out_dir: where to write.
       labels: a name per run (default: each workdir's base name).
+      plots: also draw ``compare.png`` (`compare_figure`).
 
     Returns:
       What ``compare.json`` holds.
@@ -224,8 +269,10 @@ def compare_runs(
     labels = list(labels) if labels else [os.path.basename(w.rstrip("/")) for w in workdirs]
     if len(labels) != len(workdirs) or len(set(labels)) != len(labels):
         raise ValueError(f"expected one distinct label per run, got {labels} for {workdirs}")
-    table = compare_rows({lab: load_metrics(w) for lab, w in zip(labels, workdirs, strict=True)})
+    runs = {lab: load_metrics(w) for lab, w in zip(labels, workdirs, strict=True)}
+    table = compare_rows(runs)
     os.makedirs(out_dir, exist_ok=True)
+    table["figure"] = compare_figure(out_dir, runs) if plots else None
     with open(os.path.join(out_dir, "compare.json"), "w") as f:
         json.dump(table, f, indent=1, ensure_ascii=False)
         f.write("\n")
