@@ -30,7 +30,8 @@ import optax
 from tac_jax.methods import confidence as conf_lib
 from tac_jax.methods import sngp as sngp_lib
 from tac_jax.methods.ensemble import ensemble_scores, mean_log_probs
-from tac_jax.methods.wrap import MethodModel, MethodOutput, split_batch
+from tac_jax.methods.wrap import MethodModel, MethodOutput
+from tac_jax.train.objectives import split_batch
 
 PENULTIMATE = "pre_logits"
 

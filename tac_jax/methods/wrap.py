@@ -43,18 +43,6 @@ jax.tree_util.register_dataclass(
 )
 
 
-def split_batch(batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """``(image, label)`` of a training batch, checked."""
-    if "image" not in batch or "label" not in batch:
-        raise ValueError(f"expected a batch with 'image' and 'label', got keys {sorted(batch)}")
-    x, y = batch["image"], batch["label"]
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"expected as many labels as inputs, got {y.shape[0]} labels for {x.shape[0]} inputs"
-        )
-    return x, y
-
-
 class MethodModel:
     """The base class: a base module, its class count, and the variable layout.
 
@@ -87,10 +75,6 @@ class MethodModel:
             k: v for k, v in variables.items() if k != "params" and k not in self.own_collections
         }
         return {"params": variables["params"]["base"], **rest}
-
-    def own_variables(self, variables: Mapping[str, Any]) -> dict[str, Any]:
-        """The method's own collections."""
-        return {k: variables[k] for k in self.own_collections if k in variables}
 
     def run_base(
         self,

@@ -76,7 +76,8 @@ def _adversarial_half(model, variables, x, y, key, config: TACLossConfig) -> jax
     return adversarial_half_batch(attack, x, y, key)
 
 
-def _batch_arrays(batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+def split_batch(batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """``(image, label)`` of a training batch, checked."""
     if "image" not in batch or "label" not in batch:
         raise ValueError(f"expected a batch with 'image' and 'label', got keys {sorted(batch)}")
     x, y = batch["image"], batch["label"]
@@ -99,7 +100,7 @@ def classifier_loss(
     train: bool = True,
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, Any]]]:
     """Cross-entropy of a plain classifier (the "base" training mode)."""
-    x, y = _batch_arrays(batch)
+    x, y = split_batch(batch)
     mutable = ["batch_stats"] if (train and "batch_stats" in rest) else False
     out = model.apply(
         {"params": params, **rest}, x, train=train, rngs={"dropout": key}, mutable=mutable
@@ -138,7 +139,7 @@ def tac_objective(
     Returns:
       ``(loss, (metrics, updates))``.
     """
-    x, y = _batch_arrays(batch)
+    x, y = split_batch(batch)
     codes = jnp.asarray(model.codes.matrix)
     key_mix, key_noise, key_drop = jax.random.split(key, 3)
     if train and config.adversarial_epsilon > 0:
