@@ -5,7 +5,11 @@ of 128 images, cosine from 0.05, 10 % validation) trained with one method instea
 plain cross-entropy; the argument picks it:
 
 * ``confidence``: DeVries & Taylor's branch, budget β = 0.3, λ from 0.1;
-* ``ensemble``: 5 members in one vmapped step (5× the compute of one base);
+* ``ensemble``: 5 members trained in one jitted step (5× the compute of one base). On a
+  CPU the vmapped step (the default ``member_axis``) is several times slower than the
+  members written out one by one (`experiments/bench/ensemble_step.py`; numbers in
+  `experiments/fmnist_methods/README.md`), so the experiment unrolls them; on a GPU or
+  TPU keep ``vmap``;
 * ``sngp``: spectral norm ≤ 0.95 on every convolution, 1,024 random features on the
   layer-normalised pooled features;
 * ``dropout``: the base with dropout 0.1 after every convolution, for MC dropout (20
@@ -46,6 +50,7 @@ def get_config(method: str = "ensemble"):
         return config
     config.method.name = method
     config.method.members = 5
+    config.method.member_axis = "unroll"
     config.method.budget = 0.3
     config.method.sn_coeff = 0.95
     config.method.rff_features = 1024

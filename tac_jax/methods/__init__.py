@@ -42,7 +42,12 @@ def create_method(config: Any, base: nn.Module, num_classes: int) -> MethodModel
     if name == "confidence":
         return ConfidenceModel(base, num_classes, budget=config.budget, lmbda=config.lmbda)
     if name == "ensemble":
-        return EnsembleModel(base, num_classes, members=int(config.members))
+        return EnsembleModel(
+            base,
+            num_classes,
+            members=int(config.members),
+            member_axis=config.get("member_axis", "vmap"),
+        )
     return SNGPModel(
         base,
         num_classes,

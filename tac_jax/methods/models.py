@@ -8,7 +8,10 @@ Each wraps a base module from `tac_jax.models` (see `tac_jax.methods.wrap`):
 * `EnsembleModel`: ``M`` copies of the base whose parameters are stacked on a leading
   axis. Initialisation, the forward pass and the optimizer are ``jax.vmap``-ed over it,
   so one jitted step trains every member on the same batch with its own initialisation,
-  dropout and optimizer state (global-norm clipping, too, is per member).
+  dropout and optimizer state (global-norm clipping, too, is per member). On a CPU, XLA
+  runs a vmapped convolution (one kernel per member) as a grouped convolution that is
+  several times slower than the members one after the other: ``member_axis="unroll"``
+  writes the members' forward passes out one by one instead, in the same single step.
 * `SNGPModel`: every base kernel but the head's spectrally normalised on the fly
   (power-iteration vectors in the ``"spectral"`` collection), and the head replaced by a
   random-feature GP output layer on the layer-normalised ``pre_logits``; the fixed random
@@ -132,6 +135,9 @@ class ConfidenceModel(MethodModel):
 # -- deep ensembles --------------------------------------------------------------------
 
 
+MEMBER_AXES = ("vmap", "unroll")
+
+
 def vmapped_optimizer(tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """``tx`` applied to each member of parameters stacked on a leading axis."""
     return optax.GradientTransformation(
@@ -149,11 +155,16 @@ class EnsembleModel(MethodModel):
     has_head = False
     has_features = False
 
-    def __init__(self, base: nn.Module, num_classes: int, *, members: int = 5):
+    def __init__(
+        self, base: nn.Module, num_classes: int, *, members: int = 5, member_axis: str = "vmap"
+    ):
         super().__init__(base, num_classes)
         if not isinstance(members, int) or members < 2:
             raise ValueError(f"expected at least 2 ensemble members, got {members!r}")
+        if member_axis not in MEMBER_AXES:
+            raise ValueError(f"expected member_axis in {MEMBER_AXES}, got {member_axis!r}")
         self.members = members
+        self.member_axis = member_axis
 
     def init(self, key: jax.Array, x: jax.Array) -> dict[str, Any]:
         keys = jax.random.split(key, self.members)
@@ -169,7 +180,13 @@ class EnsembleModel(MethodModel):
         def one(base_variables, member_rngs):
             return self.run_base(base_variables, x, train=train, rngs=member_rngs or None)
 
-        logits, features, updates = jax.vmap(one)(self.base_variables(variables), keys)
+        stacked = self.base_variables(variables)
+        if self.member_axis == "vmap":
+            logits, features, updates = jax.vmap(one)(stacked, keys)
+        else:
+            take = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)
+            outs = [one(take(stacked, i), take(keys, i)) for i in range(self.members)]
+            logits, features, updates = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *outs)
         first = jax.tree_util.tree_map(lambda h: h[0], features)
         return logits, first, updates
 

@@ -58,8 +58,9 @@ def default_config() -> ml_collections.ConfigDict:
       method.name: ``"none"``, or a training-time uncertainty method trained in
         ``"base"`` mode (`tac_jax.methods`): ``"confidence"`` (DeVries & Taylor's
         branch; ``method.budget`` β and ``method.lmbda`` λ's start), ``"ensemble"``
-        (``method.members`` copies in one vmapped step) or ``"sngp"`` (spectral-norm
-        bound ``method.sn_coeff``, ``method.power_iterations``, ``method.rff_features``
+        (``method.members`` copies in one step, their forward passes ``jax.vmap``-ed, or
+        written out one by one with ``method.member_axis="unroll"``: faster on a CPU)
+        or ``"sngp"`` (spectral-norm bound ``method.sn_coeff``, ``method.power_iterations``, ``method.rff_features``
         random features, ``method.lengthscale`` (0: √dim), ``method.ridge``). MC
         dropout needs no method: a base with ``model.dropout_rate > 0`` is sampled at
         evaluation.
@@ -123,6 +124,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.method = ml_collections.ConfigDict()
     config.method.name = "none"
     config.method.members = 5
+    config.method.member_axis = "vmap"
     config.method.budget = 0.3
     config.method.lmbda = 0.1
     config.method.sn_coeff = 0.95
