@@ -264,3 +264,20 @@ def test_adversarial_training_attacks_the_first_half_of_each_batch(target):
     assert float(loss_adv) != float(loss)
     with pytest.raises(ValueError, match="adversarial_target"):
         TACLossConfig(adversarial_target="head")
+
+
+def test_unrolled_members_compute_what_vmapped_members_do():
+    vmapped = EnsembleModel(mlp(dropout=0.3), 3, members=3)
+    unrolled = EnsembleModel(mlp(dropout=0.3), 3, members=3, member_axis="unroll")
+    variables = vmapped.init(jax.random.key(0), X)
+    batch = {"image": X, "label": Y}
+
+    def loss_and_grad(model):
+        fn = lambda p: model.objective(p, {}, batch, jax.random.key(4))[0]
+        return jax.value_and_grad(fn)(variables["params"])
+
+    (loss_v, grad_v), (loss_u, grad_u) = loss_and_grad(vmapped), loss_and_grad(unrolled)
+    np.testing.assert_allclose(loss_u, loss_v, rtol=1e-5)
+    chex.assert_trees_all_close(grad_u, grad_v, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="member_axis"):
+        EnsembleModel(mlp(), 3, members=2, member_axis="pmap")
