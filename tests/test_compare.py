@@ -57,6 +57,19 @@ def test_a_method_run_brings_its_own_family_and_its_msp():
     assert compare.contributed_scores(run) == ["msp", "ensemble_mi"]
 
 
+def test_a_second_tac_on_the_same_base_brings_only_tac_scores():
+    first, second = metrics(), metrics()
+    for m, eps in ((first, 0.0), (second, 0.1)):
+        m["run"]["config"].update(mode="addon", tac={"adversarial_epsilon": eps})
+    table = compare.compare_rows({"tac": first, "adv": second})
+    assert [r["score"] for r in table["scores"] if r["run"] == "adv"] == ["tac"]
+    assert table["runs"]["adv"]["method"] == "TAC addon, adversarial ε=0.1"
+    assert table["runs"]["tac"]["method"] == "TAC addon"
+    second["summary"]["msp"]["misclassification_auroc"] = 0.123  # another base
+    table = compare.compare_rows({"tac": first, "other": second})
+    assert len([r for r in table["scores"] if r["run"] == "other"]) == 3
+
+
 def test_rows_carry_each_run_and_score():
     table = compare.compare_rows(
         {"tac": metrics(), "ens": metrics("ensemble", ("msp", "ensemble_mi"), accuracy=0.92)}

@@ -10,14 +10,16 @@ a row per run for accuracy, calibration and accuracy under shift.
 
 Which scores a run contributes: every score of a run trained without a method (the
 post-hoc scores and TAC's), and a method run's own family (e.g. ``ensemble_*``) plus its
-MSP, the same network's post-hoc baseline.
+MSP, the same network's post-hoc baseline. A TAC add-on on a base an earlier run already
+brought (e.g. TAC trained adversarially on the same base: every non-TAC score has the
+same misclassification and OOD AUROCs) contributes only TAC's scores.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from tac_jax.evaluate.markdown import markdown_table
@@ -50,10 +52,38 @@ def _method(m: Mapping[str, Any]) -> str:
     return (config.get("method") or {}).get("name", "none")
 
 
-def contributed_scores(m: Mapping[str, Any]) -> list[str]:
-    """The scores a run brings to the comparison (see the module docstring)."""
+def describe(m: Mapping[str, Any]) -> str:
+    """What a run is: its method, or its mode (with adversarial TAC training)."""
+    method = _method(m)
+    if method != "none":
+        return method
+    config = m.get("run", {}).get("config", {})
+    mode = config.get("mode", m.get("run", {}).get("mode", "?"))
+    eps = (config.get("tac") or {}).get("adversarial_epsilon") or 0
+    if mode in ("addon", "scratch"):
+        return f"TAC {mode}" + (f", adversarial ε={eps:g}" if eps else "")
+    return mode
+
+
+def base_signature(m: Mapping[str, Any]) -> tuple:
+    """The non-TAC scores' misclassification and mean OOD AUROCs: equal for two runs on
+    one base network (a frozen base scores the same wherever its TAC head was trained)."""
+    rows = m["summary"].items()
+    return tuple(
+        (n, r["misclassification_auroc"], r.get("mean_ood_auroc"))
+        for n, r in rows
+        if r["family"] != "tac"
+    )
+
+
+def contributed_scores(m: Mapping[str, Any], seen: Collection[tuple] = ()) -> list[str]:
+    """The scores a run brings to the comparison (see the module docstring); a TAC run
+    whose `base_signature` is in ``seen`` brings TAC's scores alone."""
     names = list(m["summary"])
     method = _method(m)
+    tac = [n for n in names if m["summary"][n]["family"] == "tac"]
+    if tac and base_signature(m) in seen:
+        return tac
     if method not in METHOD_FAMILIES:
         return names
     own = [n for n in names if m["summary"][n]["family"] == method]
@@ -97,9 +127,10 @@ def compare_rows(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     top = severities[-1] if severities else None
     run_rows, score_rows = {}, []
     targets: list[str] = []
+    seen: set[tuple] = set()
     for label, m in runs.items():
         run_rows[label] = {
-            "method": _method(m),
+            "method": describe(m),
             "model": m["run"].get("model"),
             "accuracy": m["accuracy"]["base"],
             "tac_accuracy": m["accuracy"].get("tac"),
@@ -121,7 +152,9 @@ def compare_rows(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             run_rows[label][f"tac_robust_accuracy_eps{float(key):g}"] = entry.get(
                 "tac_robust_accuracy"
             )
-        for name in contributed_scores(m):
+        names = contributed_scores(m, seen)
+        seen.add(base_signature(m))
+        for name in names:
             s = m["summary"][name]
             row = {
                 "run": label,
