@@ -25,6 +25,7 @@ import numpy as np
 
 from tac_jax.evaluate import report as report_lib
 from tac_jax.evaluate import robustness, shift, tables
+from tac_jax.evaluate.adversarial import adversarial_figure
 from tac_jax.evaluate.collect import DEFAULT_BATCH, collect, head_params, make_forward
 from tac_jax.evaluate.fitted import MAX_FIT
 from tac_jax.evaluate.scoring import (
@@ -480,8 +481,6 @@ def evaluate_run(
         if metrics["shift"]:
             figures.append(shift.shift_figure(out_dir, metrics["shift"]))
         if metrics["adversarial"]:
-            from tac_jax.evaluate.adversarial import adversarial_figure
-
             figures.append(adversarial_figure(out_dir, metrics["adversarial"]))
     metrics["figures"] = figures
     metrics["evaluation"]["seconds"] = time.perf_counter() - start
