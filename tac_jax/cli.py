@@ -73,11 +73,11 @@ def cmd_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Base CNN, TAC add-on and the full evaluation on Fashion-MNIST."""
     from tac_jax.demo import run_demo
 
-    run_demo(
+    metrics = run_demo(
         args.workdir, base_steps=args.base_steps, tac_steps=args.tac_steps,
         num_ood=args.num_ood, bootstrap=args.bootstrap, command=" ".join(["tac-jax", *sys.argv[1:]]),
     )  # fmt: skip
-    return 0
+    return 0 if metrics is not None else 1  # None: stopped by SIGTERM, resumable
 
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:

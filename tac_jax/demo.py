@@ -45,7 +45,8 @@ def run_demo(
       evaluate: run the evaluation (else only the two trainings).
 
     Returns:
-      The evaluation's metrics (as in ``report/metrics.json``), or None without one.
+      The evaluation's metrics (as in ``report/metrics.json``), or None without one
+      (``evaluate=False``, or a training stopped by SIGTERM: rerun to resume).
     """
     from tac_jax.evaluate import evaluate_run
     from tac_jax.train.loop import train_and_evaluate
@@ -59,6 +60,9 @@ def run_demo(
     log(f"demo: training the base CNN into {base_dir}")
     base_results = train_and_evaluate(base, base_dir)
     log(f"demo: base {base_results}")
+    if base_results.get("preempted"):
+        log("demo: stopped during the base's training (SIGTERM); rerun to resume")
+        return None
 
     tac = load_config(f"{config_path}:addon")
     tac.base_workdir = base_dir
@@ -68,6 +72,9 @@ def run_demo(
     log(f"demo: training the TAC add-on into {workdir}")
     tac_results = train_and_evaluate(tac, workdir)
     log(f"demo: TAC {tac_results}")
+    if tac_results.get("preempted"):
+        log("demo: stopped during TAC's training (SIGTERM); rerun to resume")
+        return None
     if not evaluate:
         return None
 

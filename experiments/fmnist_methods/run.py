@@ -73,7 +73,12 @@ def main() -> None:
             config.steps = args.steps
         workdir = os.path.join(args.root, method)
         print(f"{method}: training into {workdir}")
-        print(f"{method}: {train_and_evaluate(config, workdir)}")
+        results = train_and_evaluate(config, workdir)
+        print(f"{method}: {results}")
+        if results.get("preempted"):
+            # SIGTERM: the run is saved mid-training; evaluating it would report a
+            # half-trained network. Rerun the command to resume.
+            raise SystemExit(f"{method}: stopped at step {results['step']}; rerun to resume")
         evaluate(workdir)
         workdirs.append(workdir)
         labels.append(method)
