@@ -26,6 +26,7 @@ import numpy as np
 from tac_jax.attacks import NORMS, LogitsFn, pgd
 from tac_jax.batching import padded_batches
 from tac_jax.evaluate.markdown import markdown_table
+from tac_jax.evaluate.scoring import check_inputs
 from tac_jax.evaluate.tables import ood_table
 
 Attack = Callable[[Any, Any, Any, jax.Array], jax.Array]
@@ -84,15 +85,9 @@ def make_attack(
 
 
 def _float_inputs(images: Any) -> np.ndarray:
-    x = np.asarray(images)
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255.0)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"expected uint8 or floating-point inputs, got dtype {x.dtype}")
-    x = x.astype(np.float32)
-    if x.size and not (np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0):
-        raise ValueError("expected finite float inputs in [0, 1], got values outside that range")
-    return x
+    # The checks of `score_file`'s inputs, then uint8 to [0, 1].
+    x = check_inputs(images)
+    return x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8 else x
 
 
 def attack_dataset(

@@ -120,10 +120,6 @@ class Forward:
             )
         return self.passes[name](self.variables, x)
 
-    def odin(self, x: jax.Array) -> jax.Array:
-        """One batch → ``(B,)`` ODIN scores (an input-gradient step, then a forward pass)."""
-        return self.run_pass("odin", x)
-
 
 def _base_and_split(setup: Any) -> tuple[Any, Callable[[Any], dict[str, Any]]]:
     """The base module and ``variables → base variables`` of a run."""
