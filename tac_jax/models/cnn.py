@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tac_jax.models.conv_bn import Conv
 from tac_jax.models.head import classifier_head
 from tac_jax.models.inputs import check_images
 
@@ -61,7 +62,7 @@ class MnistCNN(nn.Module):
         if not self.channels:
             raise ValueError("expected at least one convolution, got channels=()")
         conv = functools.partial(
-            nn.Conv, kernel_size=(3, 3), padding="VALID", dtype=self.dtype,
+            Conv, kernel_size=(3, 3), padding="VALID", dtype=self.dtype,
             param_dtype=self.param_dtype,
         )  # fmt: skip
         strides = self.strides or (1,) * len(self.channels)

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tac_jax.models.conv_bn import Conv
 from tac_jax.models.head import classifier_head
 from tac_jax.models.inputs import check_images
 from tac_jax.models.transformer import EncoderBlock, check_heads
@@ -95,7 +96,7 @@ class ViT(nn.Module):
             raise ValueError(
                 f"expected image sides divisible by patch_size={p}, got shape {x.shape}"
             )
-        h = nn.Conv(
+        h = Conv(
             self.hidden_size, (p, p), strides=(p, p), padding="VALID",
             dtype=self.dtype, param_dtype=self.param_dtype, name="embedding",
         )(jnp.asarray(x, self.dtype))  # fmt: skip
