@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from tac_jax.features import feature_dict, pooled_features
+from tac_jax.models.patch_conv import resolved_conv_impl
 from tac_jax.parallel import DATA_AXIS, create_sharded, data_sharding, make_mesh, shard_batch
 from tac_jax.scores.tac import tac_scores
 from tac_jax.train.config import COMPUTE_DTYPES, default_config
@@ -369,6 +370,7 @@ def time_case(
         "device": device.device_kind,
         "num_devices": devices,
         "backend": jax.default_backend(),
+        "conv": resolved_conv_impl(),
         "jax_version": jax.__version__,
     }
 
@@ -389,7 +391,8 @@ def run_bench(
     device's ``peak_bytes_in_use`` so far in this process, None where the backend keeps
     no count); ``flops_per_step`` (XLA's count for the compiled program, all devices;
     None where unavailable); ``flop_utilisation`` (achieved over peak FLOP/s, None
-    without a peak); ``device``, ``num_devices``, ``backend``, ``jax_version``. A score
+    without a peak); ``device``, ``num_devices``, ``backend``; ``conv`` (``"patches"``
+    or ``"lax"``, see `tac_jax.models.patch_conv`); ``jax_version``. A score
     line also holds ``overhead_vs_forward``, its median step time over that of the
     forward case of the same model, dtype and batch when that ran before it.
 

@@ -184,6 +184,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Times train steps and TAC scoring; prints one JSON line per case."""
     from tac_jax.bench import PRESETS, make_cases, run_bench
+    from tac_jax.models.patch_conv import set_conv_impl
 
     cases = make_cases(
         args.preset, models=args.models, what=args.what, dtypes=args.dtype,
@@ -192,6 +193,8 @@ def cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
     preset = PRESETS[args.preset]
     repeats = preset.repeats if args.repeats is None else args.repeats
     warmup = preset.warmup if args.warmup is None else args.warmup
+    if args.conv is not None:
+        set_conv_impl(args.conv)
     with open(args.output, "a") if args.output else contextlib.nullcontext() as out:
 
         def log(line: str) -> None:
@@ -225,6 +228,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=int, help="untimed calls first (paper: 5)")
     parser.add_argument(
         "--peak-tflops", type=float, help="dense peak TFLOP/s per device (default: known GPUs/TPUs)"
+    )
+    parser.add_argument(
+        "--conv",
+        choices=("auto", "patches", "lax"),
+        help="the zoo's convolution (default: $TAC_JAX_CONV, else auto: patches × matmul "
+        "on CPU, lax.conv elsewhere)",
     )
     parser.add_argument("--output", help="also append the JSON lines to this file")
     parser.set_defaults(run=cmd_bench)

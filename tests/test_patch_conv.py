@@ -204,3 +204,21 @@ def test_auto_is_patches_on_cpu_only():
         )(x, w)
     uses_lax = "conv_general_dilated" in str(jaxpr)
     assert uses_lax == (jax.default_backend() != "cpu")
+
+
+@pytest.mark.parametrize("batch", [5, 4])
+def test_batch_chunks_and_their_remainder_equal_lax(monkeypatch, batch):
+    # Chunks of 2 images: 5 = 2 + 2 + a remainder of 1, 4 = 2 + 2.
+    x = jax.random.normal(jax.random.key(0), (batch, 7, 7, 3))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+    per_image = 4 * 4 * 9 * 3 * 4  # 4×4 outputs (stride 2, SAME), 9 offsets × 3 channels, f32
+    monkeypatch.setattr(patch_conv, "CHUNK_BYTES", 2 * per_image)
+    assert patch_conv._chunk(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), w, (2, 2), (1, 1)) == 2
+    ours, ref = _both(x, w, (2, 2), "SAME", (1, 1), NHWC)
+    y = ours(x, w)
+    np.testing.assert_allclose(y, ref(x, w), rtol=RTOL, atol=ATOL)
+    dy = jax.random.normal(jax.random.key(2), y.shape)
+    for g, r in zip(jax.vjp(ours, x, w)[1](dy), jax.vjp(ref, x, w)[1](dy), strict=True):
+        np.testing.assert_allclose(g, r, rtol=RTOL, atol=ATOL * float(jnp.max(jnp.abs(r))))
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(ours(x, w) ** 2), (0, 1)))(x, w))
+    assert "while" in jaxpr or "scan" in jaxpr  # the chunked path ran

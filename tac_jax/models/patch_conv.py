@@ -57,6 +57,14 @@ def conv_impl() -> str:
     return impl
 
 
+def resolved_conv_impl() -> str:
+    """``"patches"`` or ``"lax"``: what the zoo's convolutions run on the default backend."""
+    impl = conv_impl()
+    if impl == "auto":
+        return "patches" if jax.default_backend() == "cpu" else "lax"
+    return impl
+
+
 def set_conv_impl(impl: str | None) -> None:
     """Chooses the convolution of every zoo model traced from now on.
 
@@ -129,8 +137,7 @@ def conv_general_dilated(
         batch_group_count=batch_group_count, precision=precision,
         preferred_element_type=preferred_element_type,
     )  # fmt: skip
-    impl = conv_impl()
-    if impl == "lax" or (impl == "auto" and jax.default_backend() != "cpu"):
+    if resolved_conv_impl() == "lax":
         return lax.conv_general_dilated(*args, **kwargs)
     nsp = lhs.ndim - 2
     ones = (1,) * nsp
@@ -238,7 +245,10 @@ def _forward(x, w, strides, dilation, precision, dtype):
         p = patches(xc, w.shape[:-2], strides, dilation)
         return jnp.dot(p, wm, precision=precision, preferred_element_type=dtype)
 
-    main, rest = _split(x, _chunk(x, w, strides, dilation))
+    chunk = _chunk(x, w, strides, dilation)
+    if chunk == x.shape[0]:  # no loop: quicker to compile
+        return one(x)
+    main, rest = _split(x, chunk)
     y = lax.map(one, main)
     return _unsplit(y, one(rest) if rest.shape[0] else rest[:0])
 
@@ -267,6 +277,9 @@ def _patch_conv_bwd(strides, dilation, precision, dtype, residuals, dy):
         return dw, _col2im(z, xc.shape[1:-1], kernel, strides, dilation, c)
 
     chunk = _chunk(x, w, strides, dilation)
+    if chunk == x.shape[0]:
+        dw, dx = one(x, dy)
+        return dx.astype(x.dtype), dw.reshape(w.shape).astype(w.dtype)
     (xm, xr), (dym, dyr) = _split(x, chunk), _split(dy, chunk)
 
     def body(dw, xs):
