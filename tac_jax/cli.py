@@ -98,7 +98,7 @@ def cmd_evaluate(args: argparse.Namespace, extra: Sequence[str]) -> int:
     evaluate_run(
         args.workdir, suite=args.suite, num_ood=args.num_ood, bootstrap=args.bootstrap,
         seed=args.seed, severities=args.severities, epsilons=args.epsilons,
-        attack_size=args.attack_size, scores=args.scores, log=print,
+        attacks=args.attacks, attack_size=args.attack_size, scores=args.scores, log=print,
         command=" ".join(["tac-jax", *sys.argv[1:]]),
     )  # fmt: skip
     print(f"report: {args.workdir}/report/report.md")
@@ -121,6 +121,10 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--epsilons", type=_floats, default=(0.1, 0.3),
         help="L∞ radii of the PGD attacks, images in [0, 1] (default 0.1,0.3; '' for none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--attacks", type=_names, default=("pgd", "fgsm"),
+        help="from pgd,fgsm, each at every ε (default both)",
     )  # fmt: skip
     parser.add_argument("--attack-size", type=int, default=1000, help="test inputs attacked")
     parser.add_argument("--scores", type=_names, help="comma-separated scores (default: all)")

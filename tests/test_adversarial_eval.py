@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tac_jax.attacks import fgsm
 from tac_jax.evaluate import adversarial
 from tac_jax.evaluate.adversarial import (
     adversarial_figure,
@@ -75,6 +76,31 @@ def test_one_compile_for_every_epsilon():
     attack(X, Y, 0.2, jax.random.key(1))
     attack(X, Y, np.float64(0.05), jax.random.key(2))
     assert len(traces) == first
+
+
+def test_fgsm_attack_is_one_signed_step_of_epsilon():
+    attack = make_attack(linear, method="fgsm")
+    assert attack.settings == {"method": "fgsm", "norm": "linf", "steps": 1, "random_start": False}
+    x_adv = np.asarray(attack(X, Y, 0.05, jax.random.key(0)))
+    np.testing.assert_array_equal(x_adv, np.asarray(fgsm(linear, X, Y, 0.05)))
+    # Every coordinate moved by exactly ε unless clipping stopped it; no randomness.
+    moved = np.abs(x_adv - X)
+    inside = (x_adv > 0.0) & (x_adv < 1.0)
+    np.testing.assert_allclose(moved[inside], 0.05, atol=1e-6)
+    np.testing.assert_array_equal(x_adv, np.asarray(attack(X, Y, 0.05, jax.random.key(9))))
+    with pytest.raises(ValueError, match="FGSM is one L∞ step"):
+        make_attack(linear, method="fgsm", norm="l2")
+    with pytest.raises(ValueError, match="attack method"):
+        make_attack(linear, method="cw")
+
+
+def test_fgsm_lines_name_the_attack():
+    section = json.loads(json.dumps(_section()))
+    section["attack"] = {"method": "fgsm", "norm": "linf", "steps": 1, "random_start": False}
+    text = "\n".join(adversarial_lines(section, target="prediction head"))
+    assert "## Adversarial inputs: FGSM on the prediction head" in text
+    assert "FGSM (one L∞ step of ε from the input) ascending the cross-entropy" in text
+    assert "PGD" not in text
 
 
 def test_make_attack_rejects_bad_settings():

@@ -92,19 +92,25 @@ def test_the_hard_cases_are_in_the_report(runs):
         if entry["kind"] == "corruption":
             assert 0.0 <= entry["ece"] <= 1.0, name
     adversarial = metrics["adversarial"]
-    assert set(adversarial) == {"base", "tac"}
-    for target, section in adversarial.items():
+    assert list(adversarial) == ["base", "tac", "base_fgsm", "tac_fgsm"]
+    for key, section in adversarial.items():
         assert section["size"] == 512 and section["epsilons"] == [0.1, 0.3]
         strong = section["by_epsilon"]["0.3"]
         assert set(strong["detection"]) == set(SCORES)
-        # PGD at ε = 0.3 on 28×28 images in [0, 1] breaks the attacked head.
+        # PGD and FGSM at ε = 0.3 on 28×28 images in [0, 1] break the attacked head.
+        target = key.removesuffix("_fgsm")
         attacked = "robust_accuracy" if target == "base" else "tac_robust_accuracy"
         clean = "clean_accuracy" if target == "base" else "clean_tac_accuracy"
-        assert strong[attacked] < section[clean] - 0.1, target
+        assert strong[attacked] < section[clean] - 0.1, key
+    # The two attacks give different inputs: FGSM's is one deterministic step.
+    fgsm, pgd = adversarial["base_fgsm"]["by_epsilon"], adversarial["base"]["by_epsilon"]
+    assert fgsm["0.1"]["detection"]["msp"] != pgd["0.1"]["detection"]["msp"]
+    assert adversarial["base_fgsm"]["attack"]["method"] == "fgsm"
     row = metrics["summary"]["tac"]
     assert 0.0 <= row["adversarial_auroc_tac_eps0.3"] <= 1.0
     text = (runs["addon"] / "report" / "report.md").read_text()
     assert "## Covariate shift" in text and "## Adversarial inputs: PGD on the TAC codes" in text
+    assert "## Adversarial inputs: FGSM on the prediction head" in text
     assert {"shift.png", "adversarial.png"} <= set(metrics["figures"])
 
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tac_jax.attacks import NORMS, LogitsFn, pgd
+from tac_jax.attacks import NORMS, LogitsFn, fgsm, pgd
 from tac_jax.batching import padded_batches
 from tac_jax.evaluate.markdown import markdown_table
 from tac_jax.evaluate.scoring import check_inputs
@@ -36,26 +36,34 @@ _MAX_FIGURE_SCORES = 8
 _TARGET_STYLES = ("-", "--", ":", "-.")
 
 
+ATTACKS = ("pgd", "fgsm")
+
+
 def make_attack(
     logits_fn: LogitsFn,
     *,
+    method: str = "pgd",
     norm: str = "linf",
     steps: int = 10,
     random_start: bool = True,
     clip: tuple[float, float] | None = (0.0, 1.0),
 ) -> Attack:
-    """A jitted PGD attack ``(x, y, epsilon, key) → x_adv`` on ``logits_fn``.
+    """A jitted attack ``(x, y, epsilon, key) → x_adv`` on ``logits_fn``: PGD or FGSM.
 
-    ε is a traced argument (cast to float32), so every ε shares one compiled program;
-    the step size is pgd's default, ε/10 for L∞ and 2.5·ε/steps for L2. With ε = 0 the
-    random start and every step are zero, so the input comes back (clipped to
-    ``clip``). The returned function carries ``settings``: norm, steps, random_start.
+    ε is a traced argument (cast to float32), so every ε shares one compiled program.
+    PGD's step size is pgd's default, ε/10 for L∞ and 2.5·ε/steps for L2; FGSM is one
+    L∞ step of ε from the input (no random start; ``norm``, ``steps`` and
+    ``random_start`` must be left at their defaults, and the key is unused). With ε = 0
+    the input comes back (clipped to ``clip``). The returned function carries
+    ``settings``: ``{"norm", "steps", "random_start"}`` for PGD (as before FGSM existed),
+    ``{"method": "fgsm", "norm": "linf", "steps": 1, "random_start": False}`` for FGSM.
 
     Args:
       logits_fn: ``x → (B, C)`` logits, e.g. `tac_jax.attacks.base_logits_fn(...)`.
-      norm: ``"linf"`` or ``"l2"``.
-      steps: gradient steps.
-      random_start: start from a uniform point of the ε-ball.
+      method: ``"pgd"`` or ``"fgsm"``.
+      norm: ``"linf"`` or ``"l2"`` (PGD only).
+      steps: gradient steps (PGD only).
+      random_start: start from a uniform point of the ε-ball (PGD only).
       clip: the valid input range, or None.
 
     Returns:
@@ -66,13 +74,28 @@ def make_attack(
     >>> round(float(x_adv[0, 0]), 4)  # 10 steps of ε/10 push x down to 0.5 - ε
     0.4
     """
+    if method not in ATTACKS:
+        raise ValueError(f"expected an attack method in {ATTACKS}, got {method!r}")
     if norm not in NORMS:
         raise ValueError(f"expected a norm in {NORMS}, got {norm!r}")
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"expected a non-negative integer number of steps, got {steps!r}")
+    if method == "fgsm":
+        if (norm, steps, random_start) != ("linf", 10, True):
+            raise ValueError(
+                "FGSM is one L∞ step from the input: expected norm, steps and random_start "
+                f"left at their defaults, got {norm!r}, {steps!r}, {random_start!r}"
+            )
+        settings = {"method": "fgsm", "norm": "linf", "steps": 1, "random_start": False}
+        one_step = jax.jit(functools.partial(fgsm, logits_fn, clip=clip))
 
-    settings = {"norm": norm, "steps": steps, "random_start": random_start}
-    run = jax.jit(functools.partial(pgd, logits_fn, clip=clip, **settings))
+        def run(x, y, eps, *, key):
+            del key  # FGSM is deterministic
+            return one_step(x, y, eps)
+
+    else:
+        settings = {"norm": norm, "steps": steps, "random_start": random_start}
+        run = jax.jit(functools.partial(pgd, logits_fn, clip=clip, **settings))
 
     def attack(x: Any, y: Any, epsilon: Any, key: jax.Array) -> jax.Array:
         if isinstance(epsilon, int | float) and not epsilon >= 0:
@@ -258,17 +281,22 @@ def adversarial_lines(section: Mapping[str, Any], *, target: str) -> list[str]:
       Markdown lines, starting with a ``##`` heading.
     """
     settings = section.get("attack", {})
+    method = settings.get("method", "pgd")
     norm = {"linf": "L∞", "l2": "L2"}.get(settings.get("norm"), settings.get("norm", "?"))
     steps = settings.get("steps", "?")
     size = "ε/10" if settings.get("norm", "linf") == "linf" else "2.5·ε/steps"
     start = ", random start" if settings.get("random_start") else ""
+    if method == "fgsm":
+        name, how = "FGSM", "FGSM (one L∞ step of ε from the input)"
+    else:
+        name, how = "PGD", f"{norm} PGD ({steps} steps of {size}{start})"
     rows_by_eps = [section["by_epsilon"][k] for k in section["by_epsilon"]]
     eps_list = ", ".join(epsilon_text(r["epsilon"]) for r in rows_by_eps)
     tac = "clean_tac_accuracy" in section
     lines = [
-        f"## Adversarial inputs: PGD on the {target}",
+        f"## Adversarial inputs: {name} on the {target}",
         "",
-        f"{norm} PGD ({steps} steps of {size}{start}) ascending the cross-entropy of the "
+        f"{how} ascending the cross-entropy of the "
         f"{target}, on {section['size']} test inputs, ε ∈ {{{eps_list}}}. Robust accuracy "
         "is the accuracy on the attacked copies; attack success is the share of correctly "
         "classified inputs the attack made wrong. Detection takes the clean inputs as "
@@ -313,9 +341,10 @@ def adversarial_figure(
 ) -> str:
     """``adversarial.png``: robust accuracy and detection AUROC against ε.
 
-    Left: the base head's (solid) and TAC's (dashed) accuracy, one colour per target,
-    the clean accuracy drawn at ε = 0. Right: each score's detection AUROC (at most 8
-    scores, TAC's always among them), one line style per target.
+    Left: the base head's (solid) and TAC's (dashed) accuracy, one colour per section
+    (attack and target), the clean accuracy drawn at ε = 0. Right: each score's
+    detection AUROC under PGD (at most 8 scores, TAC's always among them), one line
+    style per target.
 
     Args:
       directory: where to write the file (created if missing).
@@ -347,17 +376,19 @@ def adversarial_figure(
             if not xs or xs[0] > 0:
                 xs, ys = [0.0, *xs], [_nan(section[clean_key]), *ys]
             ax_acc.plot(xs, ys, ls=ls, marker="o", ms=3, color=colour, label=f"{label}, {target}")
+        if section.get("attack", {}).get("method", "pgd") != "pgd":
+            continue  # detection under FGSM is in the report's tables
         ls = _TARGET_STYLES[i % len(_TARGET_STYLES)]
         for name in _figure_scores(section["scores"]):
             ys = [_nan(r["detection"][name]["auroc"]) for r in rows]
             label = name if len(sections) == 1 else f"{name}, {target}"
             ax_det.plot(eps, ys, ls=ls, marker="o", ms=3, label=label, **style[name])
     ax_acc.set(xlabel="ε", ylabel="accuracy on attacked inputs", ylim=(0, 1.02))
-    ax_acc.set_title("Robust accuracy (PGD on the target)", fontsize=10)
+    ax_acc.set_title("Robust accuracy (each attack on its target)", fontsize=10)
     ax_acc.legend(fontsize=7)
     ax_det.axhline(0.5, color="0.7", lw=0.8, ls=":")
     ax_det.set(xlabel="ε", ylabel="AUROC, clean (+) vs attacked (−)", ylim=(0, 1.02))
-    ax_det.set_title("Detection of attacked inputs", fontsize=10)
+    ax_det.set_title("Detection of PGD inputs", fontsize=10)
     ax_det.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return _save(fig, directory, FIGURE_FILE)

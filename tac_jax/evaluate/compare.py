@@ -152,6 +152,8 @@ def compare_rows(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             run_rows[label][f"tac_robust_accuracy_eps{float(key):g}"] = entry.get(
                 "tac_robust_accuracy"
             )
+        for key, entry in (adversarial.get("base_fgsm") or {}).get("by_epsilon", {}).items():
+            run_rows[label][f"fgsm_robust_accuracy_eps{float(key):g}"] = entry["robust_accuracy"]
         names = contributed_scores(m, seen)
         seen.add(base_signature(m))
         for name in names:
@@ -186,8 +188,8 @@ def render_compare(table: Mapping[str, Any]) -> str:
         "",
         "## Runs",
         "",
-        "Robust accuracy: the run's prediction under PGD against itself; TAC robust "
-        "accuracy: TAC's own prediction under PGD against TAC's codes.",
+        "Robust accuracy: the run's prediction under PGD (FGSM: under FGSM) against "
+        "itself; TAC robust accuracy: TAC's own prediction under PGD against TAC's codes.",
         "",
     ]
     sev = next(iter(runs.values()))["shift_severity"]
@@ -196,14 +198,17 @@ def render_compare(table: Mapping[str, Any]) -> str:
     header += [f"accuracy at severity {sev} ↑", f"ECE at severity {sev} ↓"] if sev else []
     header += [f"robust accuracy ε={e:g} ↑" for e in eps]
     header += [f"TAC robust accuracy ε={e:g} ↑" for e in eps]
+    fgsm = any(f"fgsm_robust_accuracy_eps{e:g}" in r for r in runs.values() for e in eps)
+    header += [f"FGSM robust accuracy ε={e:g} ↑" for e in eps] if fgsm else []
     rows = []
     for label, r in runs.items():
         row = [label, r["method"], r["accuracy"], r["tac_accuracy"], r["ece"], r["nll"]]
         row += [r["shift_accuracy"], r["shift_ece"]] if sev else []
         row += [r.get(f"robust_accuracy_eps{e:g}") for e in eps]
-        rows.append(row + [r.get(f"tac_robust_accuracy_eps{e:g}") for e in eps])
+        row += [r.get(f"tac_robust_accuracy_eps{e:g}") for e in eps]
+        rows.append(row + ([r.get(f"fgsm_robust_accuracy_eps{e:g}") for e in eps] if fgsm else []))
     better = [None, None, "high", "high", "low", "low"] + (["high", "low"] if sev else [])
-    better += ["high"] * (2 * len(eps))
+    better += ["high"] * ((3 if fgsm else 2) * len(eps))
     lines += [markdown_table(header, rows, better, 3), "", "## Scores", ""]
     kinds = [
         k

@@ -282,6 +282,7 @@ def evaluate_run(
     severities: Sequence[int] = (1, 3, 5),
     corruptions: Sequence[str] | None = None,
     epsilons: Sequence[float] = robustness.EPSILONS,
+    attacks: Sequence[str] = robustness.ATTACKS,
     attack_size: int = robustness.SIZE,
     max_fit: int = MAX_FIT,
     batch_size: int = DEFAULT_BATCH,
@@ -309,6 +310,7 @@ def evaluate_run(
       corruptions: corruption names (default: the suite's).
       epsilons: the L∞ radii of the PGD attacks (images in [0, 1]); empty: no attack
         (text runs are never attacked: their inputs are integers).
+      attacks: from ``("pgd", "fgsm")``, each run at every ε on the same inputs.
       attack_size: test examples attacked, at most.
       max_fit: training examples the feature-based scores are fitted on, at most.
       batch_size: examples per forward pass.
@@ -335,6 +337,8 @@ def evaluate_run(
     workdir = os.fspath(workdir)
     if bootstrap < 0:
         raise ValueError(f"expected bootstrap >= 0, got {bootstrap}")
+    if not attacks or any(a not in robustness.ATTACKS for a in attacks):
+        raise ValueError(f"expected attacks from {robustness.ATTACKS}, got {list(attacks)}")
     say(f"loading the run in {workdir}")
     setup, step, state = load_run(workdir)
     config = setup.config
@@ -445,6 +449,7 @@ def evaluate_run(
             names,
             score,
             epsilons=epsilons,
+            attacks=attacks,
             size=attack_size,
             seed=seed,
             bootstrap=bootstrap,
@@ -452,6 +457,7 @@ def evaluate_run(
             log=say,
         )
         metrics["evaluation"]["epsilons"] = [float(e) for e in epsilons]
+        metrics["evaluation"]["attacks"] = list(attacks)
     metrics["summary"] = _summary(metrics, names)
 
     out_dir = os.path.join(workdir, REPORT_DIR)

@@ -34,7 +34,7 @@ from typing import Any
 
 from tac_jax.evaluate.adversarial import adversarial_lines
 from tac_jax.evaluate.markdown import Cell, markdown_table
-from tac_jax.evaluate.robustness import TARGETS
+from tac_jax.evaluate.robustness import SECTION_TARGETS
 from tac_jax.evaluate.shift import shift_lines
 from tac_jax.evaluate.suites import KINDS
 from tac_jax.evaluate.tables import POLICIES
@@ -403,7 +403,7 @@ def _shift_section(m: Mapping[str, Any]) -> list[str]:
 def _adversarial_section(m: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     for target, section in (m.get("adversarial") or {}).items():
-        lines += adversarial_lines(section, target=TARGETS.get(target, target)) + [""]
+        lines += adversarial_lines(section, target=SECTION_TARGETS.get(target, target)) + [""]
     return lines
 
 

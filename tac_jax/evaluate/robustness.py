@@ -1,9 +1,11 @@
 """The hard cases of one run: adversarial inputs against each attack target.
 
-PGD (L∞, random start, 10 steps of ε/10; METHODS §1) attacks a subset of the test split
-at every ε, once per target: ``"base"``, what the run predicts with (the base head, or
-a training-time method's predictive distribution), and, in TAC runs, ``"tac"``, TAC's
-code distances through the logits ``−‖a − K_j‖₁``. Every score of the run is then
+PGD (L∞, random start, 10 steps of ε/10; METHODS §1) and FGSM (one step of ε) attack
+a subset of the test split at every ε, once per target: ``"base"``, what the run
+predicts with (the base head, or a training-time method's predictive distribution),
+and, in TAC runs, ``"tac"``, TAC's code distances through the logits ``−‖a − K_j‖₁``.
+A PGD section is keyed by its target (``"base"``, ``"tac"``), an FGSM one by the target
+and ``"_fgsm"`` (``"base_fgsm"``, ``"tac_fgsm"``). Every score of the run is then
 computed on the attacked copies: the detection AUROC of clean against attacked inputs
 tests the paper's claim (e), and the base head's and TAC's accuracy on them is their
 robust accuracy (`tac_jax.evaluate.adversarial.adversarial_table`).
@@ -23,6 +25,16 @@ from tac_jax.evaluate.collect import predictive_logits_fn
 EPSILONS = (0.1, 0.3)
 SIZE = 1000
 TARGETS = {"base": "prediction head", "tac": "TAC codes"}
+ATTACKS = ("pgd", "fgsm")  # from tac_jax.evaluate.adversarial.ATTACKS
+
+
+def section_key(target: str, method: str) -> str:
+    """``"base"`` for PGD on the base, ``"base_fgsm"`` for FGSM on it, and so on."""
+    return target if method == "pgd" else f"{target}_{method}"
+
+
+# Each section's key → what it attacked, for the report.
+SECTION_TARGETS = {section_key(t, m): v for m in ATTACKS for t, v in TARGETS.items()}
 Score = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
 
 
@@ -46,6 +58,7 @@ def adversarial_sections(
     score: Score,
     *,
     epsilons: Sequence[float] = EPSILONS,
+    attacks: Sequence[str] = ATTACKS,
     size: int = SIZE,
     seed: int = 0,
     bootstrap: int = 0,
@@ -62,6 +75,7 @@ def adversarial_sections(
       names: the scores to compare.
       score: ``images → (scores, outputs)``, the harness's scoring of a dataset.
       epsilons: the L∞ radii, in input units (images in [0, 1]).
+      attacks: from ``("pgd", "fgsm")``.
       size: test examples attacked, at most (a subset fixed by ``seed``).
       seed: the subset and the random starts.
       bootstrap: resamples of the AUROC intervals.
@@ -69,8 +83,10 @@ def adversarial_sections(
       log: optional progress callback.
 
     Returns:
-      ``{target: adversarial_table(...)}``.
+      ``{section_key(target, attack): adversarial_table(...)}``, PGD's first.
     """
+    if not attacks or any(a not in ATTACKS for a in attacks):
+        raise ValueError(f"expected attacks from {ATTACKS}, got {list(attacks)}")
     if size < 1:
         raise ValueError(f"expected at least one example to attack, got size {size}")
     epsilons = sorted(float(e) for e in epsilons)
@@ -83,15 +99,21 @@ def adversarial_sections(
     x, y = np.asarray(images)[index], np.asarray(labels)[index]
     clean = {k: np.asarray(v)[index] for k, v in clean_scores.items()}
     sections = {}
-    for target, logits_fn in attack_targets(setup, state).items():
-        attack = make_attack(logits_fn)
-        attacked = {}
-        for eps in epsilons:
-            if log:
-                log(f"PGD on the {TARGETS[target]}, ε = {eps:g} ({len(y)} test examples)")
-            x_adv = attack_dataset(attack, x, y, eps, batch_size=batch_size, seed=seed)
-            attacked[eps], _ = score(x_adv)
-        sections[target] = adversarial_table(
-            clean, attacked, y, names, attack=attack.settings, bootstrap=bootstrap, seed=seed
-        )
+    targets = attack_targets(setup, state)
+    for method in [a for a in ATTACKS if a in attacks]:
+        for target, logits_fn in targets.items():
+            attack = make_attack(logits_fn, method=method)
+            attacked = {}
+            for eps in epsilons:
+                if log:
+                    log(
+                        f"{method.upper()} on the {TARGETS[target]}, ε = {eps:g} "
+                        f"({len(y)} test examples)"
+                    )
+                x_adv = attack_dataset(attack, x, y, eps, batch_size=batch_size, seed=seed)
+                attacked[eps], _ = score(x_adv)
+            sections[section_key(target, method)] = adversarial_table(
+                clean, attacked, y, names, attack=attack.settings, bootstrap=bootstrap,
+                seed=seed,
+            )  # fmt: skip
     return sections
