@@ -188,7 +188,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Times train steps and TAC scoring; prints one JSON line per case."""
     from tac_jax.bench import PRESETS, make_cases, run_bench
-    from tac_jax.models.patch_conv import set_conv_impl
+    from tac_jax.models.patch_conv import conv_impl, using_conv_impl
 
     cases = make_cases(
         args.preset, models=args.models, what=args.what, dtypes=args.dtype,
@@ -197,9 +197,10 @@ def cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
     preset = PRESETS[args.preset]
     repeats = preset.repeats if args.repeats is None else args.repeats
     warmup = preset.warmup if args.warmup is None else args.warmup
-    if args.conv is not None:
-        set_conv_impl(args.conv)
-    with open(args.output, "a") if args.output else contextlib.nullcontext() as out:
+    with (
+        open(args.output, "a") if args.output else contextlib.nullcontext() as out,
+        using_conv_impl(args.conv or conv_impl()),
+    ):
 
         def log(line: str) -> None:
             print(line, flush=True)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from tac_jax import bench, cli
+from tac_jax.models.patch_conv import conv_impl
 from tac_jax.train.setup import build_setup
 
 FIELDS = {
     "model", "what", "dtype", "batch", "images_per_s", "step_ms", "step_ms_p10",
     "step_ms_p90", "compile_s", "peak_memory_bytes", "flops_per_step", "flop_utilisation",
-    "device", "num_devices", "backend", "jax_version",
+    "device", "num_devices", "backend", "conv", "jax_version",
 }  # fmt: skip
 # No mixup: its Beta draw alone takes seconds to compile on CPU.
 TINY = bench.ModelSpec("mlp_tiny", "mlp", (("features", (16, 16)),), (4, 4, 1), 10)
@@ -91,8 +92,9 @@ def test_cli_prints_one_json_line_per_case(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(bench.PRESETS, "tiny", TINY_PRESET)
     output = tmp_path / "bench.jsonl"
     args = ["bench", "--preset", "tiny", "--what", "scratch,addon,score,forward"]
-    args += ["--peak-tflops", "2.0", "--output", str(output)]
+    args += ["--peak-tflops", "2.0", "--output", str(output), "--conv", "lax"]
     assert cli.main(args) == 0
+    assert conv_impl() == "auto"  # the choice lasted for the command only
     lines = capsys.readouterr().out.splitlines()
     assert output.read_text().splitlines() == lines
     records = {r["what"]: r for r in map(json.loads, lines)}
@@ -101,6 +103,7 @@ def test_cli_prints_one_json_line_per_case(monkeypatch, capsys, tmp_path):
         extra = {"overhead_vs_forward"} if what == "score" else set()
         assert set(r) == FIELDS | extra
         assert (r["model"], r["dtype"], r["backend"]) == ("mlp_tiny", "float32", "cpu")
+        assert r["conv"] == "lax"
         assert r["batch"] == (16 if what in ("forward", "score") else 8)
         assert r["step_ms_p10"] <= r["step_ms"] <= r["step_ms_p90"]
         assert r["images_per_s"] == pytest.approx(r["batch"] / r["step_ms"] * 1e3, rel=5e-3)

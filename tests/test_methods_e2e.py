@@ -16,7 +16,7 @@ from tac_jax.train.loop import train_and_evaluate
 pytestmark = [pytest.mark.slow]
 SMALL = dict(
     num_ood=50, bootstrap=0, severities=(1,), corruptions=["contrast"], attack_size=64,
-    epsilons=(0.1,), plots=False,
+    epsilons=(0.1,), attacks=("pgd",), plots=False,
 )  # fmt: skip
 
 
