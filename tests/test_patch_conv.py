@@ -223,3 +223,9 @@ def test_batch_chunks_and_their_remainder_equal_lax(monkeypatch, batch):
         np.testing.assert_allclose(g, r, rtol=RTOL, atol=ATOL * float(jnp.max(jnp.abs(r))))
     jaxpr = str(jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(ours(x, w) ** 2), (0, 1)))(x, w))
     assert "while" in jaxpr or "scan" in jaxpr  # the chunked path ran
+
+
+def test_doctests():
+    import doctest
+
+    assert doctest.testmod(patch_conv).failed == 0

@@ -6,10 +6,10 @@ plain cross-entropy; the argument picks it:
 
 * ``confidence``: DeVries & Taylor's branch, budget β = 0.3, λ from 0.1;
 * ``ensemble``: 5 members trained in one jitted step (5× the compute of one base). On a
-  CPU the vmapped step (the default ``member_axis``) is several times slower than the
-  members written out one by one (`experiments/bench/ensemble_step.py`; numbers in
-  `experiments/fmnist_methods/README.md`), so the experiment unrolls them; on a GPU or
-  TPU keep ``vmap``;
+  CPU the members written out one by one still step about 20 % faster than the vmapped
+  step (the default ``member_axis``; 8.6× before convolutions ran as patches × matmul,
+  `experiments/bench/README.md`), so the experiment unrolls them; on a GPU or TPU keep
+  ``vmap``;
 * ``sngp``: spectral norm ≤ 0.95 on every convolution, 1,024 random features on the
   layer-normalised pooled features;
 * ``dropout``: the base with dropout 0.1 after every convolution, for MC dropout (20
