@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 
 from tac_jax.attacks import tac_logits_fn
-from tac_jax.evaluate.adversarial import adversarial_table, attack_dataset, make_attack
+from tac_jax.evaluate.adversarial import ATTACKS, adversarial_table, attack_dataset, make_attack
 from tac_jax.evaluate.collect import predictive_logits_fn
 
 EPSILONS = (0.1, 0.3)
 SIZE = 1000
 TARGETS = {"base": "prediction head", "tac": "TAC codes"}
-ATTACKS = ("pgd", "fgsm")  # from tac_jax.evaluate.adversarial.ATTACKS
 
 
 def section_key(target: str, method: str) -> str:
