@@ -112,3 +112,18 @@ def test_compare_runs_reads_and_writes(tmp_path):
         compare.compare_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "o", labels=["x", "x"])
     with pytest.raises(FileNotFoundError, match="expected an evaluated run"):
         compare.compare_runs([tmp_path / "nothing"], tmp_path / "o")
+
+
+def test_fgsm_robust_accuracy_gets_its_columns_when_a_run_has_it():
+    with_fgsm, without = metrics(), metrics(accuracy=0.8)
+    with_fgsm["adversarial"]["base_fgsm"] = {
+        "clean_accuracy": 0.9, "by_epsilon": {"0.1": {"robust_accuracy": 0.35}},
+    }  # fmt: skip
+    table = compare.compare_rows({"a": with_fgsm, "b": without})
+    assert table["runs"]["a"]["fgsm_robust_accuracy_eps0.1"] == 0.35
+    assert "fgsm_robust_accuracy_eps0.1" not in table["runs"]["b"]
+    text = compare.render_compare(table)
+    assert "FGSM robust accuracy ε=0.1 ↑" in text
+    assert "| **0.200** | **0.300** | **0.350** |" in text
+    assert "| **0.200** | **0.300** | – |" in text
+    assert "FGSM robust" not in compare.render_compare(compare.compare_rows({"b": without}))
