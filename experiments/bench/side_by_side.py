@@ -37,7 +37,8 @@ def reference(args: argparse.Namespace) -> dict[str, float]:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise SystemExit(f"side_by_side: the reference failed ({args.ref_python}): {tail}")
+        print(f"side_by_side: the reference failed ({args.ref_python}): {tail}", file=sys.stderr)
+        raise SystemExit(2)
     out = {}
     for line in proc.stdout.splitlines():
         record = json.loads(line)
