@@ -99,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace, extra: Sequence[str]) -> int:
         args.workdir, suite=args.suite, num_ood=args.num_ood, bootstrap=args.bootstrap,
         seed=args.seed, severities=args.severities, epsilons=args.epsilons,
         attacks=args.attacks, attack_size=args.attack_size, scores=args.scores, log=print,
-        command=" ".join(["tac-jax", *sys.argv[1:]]),
+        deepest=args.deepest, command=" ".join(["tac-jax", *sys.argv[1:]]),
     )  # fmt: skip
     print(f"report: {args.workdir}/report/report.md")
     return 0
@@ -128,7 +128,15 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--attack-size", type=int, default=1000, help="test inputs attacked")
     parser.add_argument("--scores", type=_names, help="comma-separated scores (default: all)")
+    _add_deepest_arg(parser)
     parser.set_defaults(run=cmd_evaluate)
+
+
+def _add_deepest_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--deepest", type=int, default=0,
+        help="TAC's predictions and scores on the deepest K tapped layers (default 0: all)",
+    )  # fmt: skip
 
 
 def cmd_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -154,8 +162,9 @@ def cmd_score(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from tac_jax.evaluate import score_file
 
     out = score_file(
-        args.workdir, args.input, args.output, batch_size=args.batch_size, scores=args.scores
-    )
+        args.workdir, args.input, args.output, batch_size=args.batch_size, scores=args.scores,
+        deepest=args.deepest,
+    )  # fmt: skip
     print(f"wrote {args.output}: {', '.join(sorted(out))}")
     return 0
 
@@ -170,6 +179,7 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--scores", type=_names, help="comma-separated score names (default: every one)"
     )
+    _add_deepest_arg(parser)
     parser.set_defaults(run=cmd_score)
 
 

@@ -223,8 +223,13 @@ def test_jsonable_turns_nan_and_infinity_into_null():
 
 def test_resolve_scores_per_kind_of_run():
     base = {"fit", "features", "head", "input"}
-    tac_run = scoring.resolve_scores(None, base | {"tac"})
+    tac_run = scoring.resolve_scores(None, base | {"tac", "validation"})
     assert set(scoring.TAC_NAMES) <= set(tac_run)
+    # The layer-weighted score is fitted on validation data: no split, no score.
+    no_val = scoring.resolve_scores(None, base | {"tac"})
+    assert set(scoring.TAC_NAMES) - set(no_val) == {"tac_weighted"}
+    with pytest.raises(ValueError, match="no validation split"):
+        scoring.resolve_scores(["tac_weighted"], base | {"tac"})
     base_only = scoring.resolve_scores(None, base)
     assert not set(base_only) & set(scoring.TAC_NAMES)
     assert "react" not in scoring.resolve_scores(None, base - {"head"})
@@ -322,10 +327,14 @@ def test_compute_scores_matches_the_score_functions():
     train, test = fake_outputs(40), fake_outputs(37)
     fitted, labels, head = fitted_for(train)
     codes = np.sign(RNG.normal(size=(3, 8))).astype(np.float32)
+    # Two tapped layers of 4 entries; weights as if fitted on validation data.
+    fitted.tac_weights = (np.array([0.5, 2.0], np.float32), -1.0)
     out = scoring.compute_scores(test, tuple(scoring.SCORES), fitted=fitted, codes=codes,
-                                 batch_size=16)  # fmt: skip
+                                 code_width=4, scale=3.0, batch_size=16)  # fmt: skip
     f, z = test["penultimate"], test["logits"]
-    expected = dict(tac_scores(test["activation"], z, codes))
+    expected = dict(tac_scores(test["activation"], z, codes, 3.0))
+    agree = np.clip(test["activation"], -1, 1) * codes[z.argmax(1)]
+    expected["tac_weighted"] = agree[:, :4].mean(1) * 0.5 + agree[:, 4:].mean(1) * 2.0
     expected.update(
         msp=msp(z),
         entropy=neg_entropy(z),
@@ -347,11 +356,9 @@ def test_compute_scores_matches_the_score_functions():
         **test["mc_dropout"],
         **{k: v for k, v in test["extras"].items() if k != "rff"},
     )
-    assert set(expected) | {"energy", "max_logit"} == set(scoring.SCORES) | {
-        "prediction",
-        "tac_prediction",
-    }
-    assert set(out) == set(scoring.SCORES) | {"prediction", "tac_prediction"}
+    predictions = {"prediction", "tac_prediction", "tac_soft_prediction"}
+    assert set(expected) | {"energy", "max_logit"} == set(scoring.SCORES) | predictions
+    assert set(out) == set(scoring.SCORES) | predictions
     for name, value in expected.items():
         np.testing.assert_allclose(out[name], np.asarray(value), rtol=1e-5, atol=1e-5, err_msg=name)
         assert out[name].shape == (37,)
@@ -381,18 +388,23 @@ def test_fitted_statistics_round_trip_and_cache(tmp_path):
         calls.append(1)
         return fitted
 
-    meta = fitted_lib.fingerprint(7, 30, 100, 0, ["l0", "l1"])
+    fitted.tac_weights = (np.array([0.25, 1.5], np.float32), -0.5)
+    meta = fitted_lib.fingerprint(7, 30, 100, 0, ["l0", "l1"], validation_examples=12)
     first = fitted_lib.fit_or_load(path, meta, fit)
     again = fitted_lib.fit_or_load(path, dict(meta), fit)
     assert len(calls) == 1 and again.meta == first.meta
+    np.testing.assert_array_equal(again.tac_weights[0], [0.25, 1.5])
+    assert again.tac_weights[1] == -0.5
     names = tuple(n for n in scoring.SCORES if n not in scoring.TAC_NAMES)
     a = scoring.compute_scores(test, names, fitted=fitted)
     b = scoring.compute_scores(test, names, fitted=again)
     for name in names:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-6, err_msg=name)
-    # Another checkpoint step invalidates the cache.
+    # Another checkpoint step, or another validation split, invalidates the cache.
     fitted_lib.fit_or_load(path, {**meta, "step": 8}, fit)
     assert len(calls) == 2
+    fitted_lib.fit_or_load(path, {**meta, "step": 8, "validation_examples": 13}, fit)
+    assert len(calls) == 3
     assert fitted_lib.subset_indices(10, 4, 0).tolist() == sorted(
         fitted_lib.subset_indices(10, 4, 0).tolist()
     )
@@ -581,6 +593,7 @@ def test_build_suite_by_name_or_sets():
     sets = harness.build_suite("fmnist", test, data, **kwargs)
     assert [s.name for s in sets][-2:] == ["inverted", "contrast_s1"]
     assert all(len(s) == 10 for s in sets)
+    assert [s.kind for s in sets[:3]] == ["far"] * 3
     assert harness.build_suite(sets[:2], test, data, **kwargs) == sets[:2]
     with pytest.raises(ValueError, match="expected a suite in"):
         harness.build_suite("cifar", test, data, **kwargs)

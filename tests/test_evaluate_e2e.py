@@ -20,7 +20,7 @@ from tac_jax.train.step import as_float_images
 pytestmark = [pytest.mark.slow]
 # What a TAC add-on on a base without dropout can compute: every score but those of
 # the training-time methods and MC dropout.
-TAC_RUN = {"tac", "fit", "features", "head", "input"}
+TAC_RUN = {"tac", "fit", "features", "head", "input", "validation"}
 SCORES = available_scores(TAC_RUN)
 
 
@@ -36,12 +36,13 @@ def smoke(**fields):
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     base, addon = root / "base", root / "addon"
-    base_config = smoke(mode="base")
-    # A validation split (1% of the training set) on the base run exercises the
-    # threshold choice on validation data; the add-on run halves its test split instead.
-    base_config.data.validation_fraction = 0.01
-    train_and_evaluate(base_config, base)
-    results = train_and_evaluate(smoke(base_workdir=str(base)), addon)
+    # A validation split (1% of the training set) on the add-on run exercises the
+    # threshold choice and TAC's layer weights on validation data; the base run halves
+    # its test split instead.
+    train_and_evaluate(smoke(mode="base"), base)
+    addon_config = smoke(base_workdir=str(base))
+    addon_config.data.validation_fraction = 0.01
+    results = train_and_evaluate(addon_config, addon)
     messages = []
     metrics = evaluate_run(addon, num_ood=200, bootstrap=20, log=messages.append)
     return {"base": base, "addon": addon, "results": results, "metrics": metrics, "log": messages}
@@ -57,7 +58,7 @@ def test_evaluate_run_writes_the_report_metrics_and_figures(runs):
         assert 0.0 <= row["misclassification_auroc"] <= 1.0, name
         assert 0.0 <= row["mean_ood_auroc"] <= 1.0, name
     sets = metrics["ood"]["sets"]
-    assert len(sets) == 28 and {e["kind"] for e in sets.values()} == {
+    assert len(sets) == 31 and {e["kind"] for e in sets.values()} == {
         "synthetic", "far", "corruption",
     }  # fmt: skip
     for entry in sets.values():
@@ -68,16 +69,28 @@ def test_evaluate_run_writes_the_report_metrics_and_figures(runs):
     # The harness's accuracies are the training loop's own.
     assert metrics["accuracy"]["base"] == pytest.approx(runs["results"]["test_accuracy"])
     assert metrics["accuracy"]["tac"] == pytest.approx(runs["results"]["test_tac_accuracy"])
-    assert metrics["evaluation"]["threshold_split"] == "test_half"
+    assert metrics["evaluation"]["threshold_split"] == "validation"
+    # Soft decoding is a prediction of its own, as accurate as Hamming decoding or near.
+    assert abs(metrics["accuracy"]["tac_soft"] - metrics["accuracy"]["tac"]) < 0.1
+    # Per-layer diagnostics: every tapped layer, then all together; fitted weights ≥ 0.
+    layers = metrics["layers"]
+    assert layers["layers"] == ["dense1", "dense2", "all"]  # the smoke MLP's tapped layers
+    assert set(layers["kinds"]) == {"far", "synthetic", "corruption"}
+    assert len(layers["weights"]) == 2 and min(layers["weights"]) >= 0.0
+    for row in layers["rows"].values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["misclassification_auroc"] <= 1.0
+        assert all(0.0 <= v <= 1.0 for v in row["ood_auroc"].values())
+    assert layers["rows"]["all"]["accuracy"] == pytest.approx(metrics["accuracy"]["tac"])
     assert len(metrics["value"]["scores"]["tac"]["value"]) == 10
     assert set(metrics["value"]["policies"]) == {
         "base_gated_by_msp", "base_gated_by_tac", "tac_where_disagree", "reject_where_disagree",
     }  # fmt: skip
     text = (out / "report.md").read_text()
-    assert "## Summary" in text and "| `tac` |" in text and "halved" in text
+    assert "## Summary" in text and "| `tac` |" in text and "| `tac_weighted` |" in text
+    assert "## TAC per layer" in text and "| `dense2` |" in text
     for name in metrics["figures"]:
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
-    assert {"roc_far.png", "value.png", "histograms.png", "activation_profiles.png"} <= set(
+    assert {"roc_far.png", "value.png", "histograms.png", "activation_profiles.png", "layers.png"} <= set(
         metrics["figures"]
     )
     assert (out / "fitted.npz").exists()
@@ -122,8 +135,7 @@ def test_a_base_only_run_has_no_tac_rows(runs):
     assert list(metrics["value"]["policies"]) == ["base_gated_by_msp"]
     assert metrics["ood"]["sets"] == {}
     ev = metrics["evaluation"]
-    assert ev["threshold_split"] == "validation" and ev["val_size"] == 600
-    assert ev["value_test_size"] == ev["test_size"] == 512
+    assert ev["threshold_split"] == "test_half" and ev["test_size"] == 512
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +153,7 @@ def test_score_file_scores_every_input_with_every_score(runs, test_images, tmp_p
     assert any("reusing fitted statistics" in m for m in messages)
     with np.load(out) as data:
         stored = {k: data[k] for k in data.files}
-    assert set(stored) == set(SCORES) | {"prediction", "tac_prediction"}
+    assert set(stored) == set(SCORES) | {"prediction", "tac_prediction", "tac_soft_prediction"}
     for name in SCORES:
         assert stored[name].shape == (50,) and np.isfinite(stored[name]).all(), name
         np.testing.assert_array_equal(stored[name], written[name])
@@ -160,6 +172,14 @@ def test_score_file_scores_every_input_with_every_score(runs, test_images, tmp_p
     from_npz = score_file(runs["addon"], npz, tmp_path / "npz.npz", scores=["msp", "knn"])
     np.testing.assert_allclose(from_npz["msp"], stored["msp"], atol=1e-5)
     np.testing.assert_allclose(from_npz["knn"], stored["knn"], atol=1e-5)
+    # TAC on the deepest layer only: its predictions and scores change, the weighted
+    # score (every layer, fitted weights) does not.
+    deep = score_file(runs["addon"], path, tmp_path / "deep.npz", scores=["tac", "tac_weighted"],
+                      deepest=1)  # fmt: skip
+    assert not np.array_equal(deep["tac"], stored["tac"])
+    np.testing.assert_allclose(deep["tac_weighted"], stored["tac_weighted"], rtol=1e-6)
+    with pytest.raises(ValueError, match="expected deepest in 0..2"):
+        score_file(runs["addon"], path, tmp_path / "deep.npz", scores=["tac"], deepest=3)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tac_jax.evaluate.corruptions import CORRUPTIONS
+from tac_jax.evaluate.far_sets import FAR_SET_NAMES
 from tac_jax.evaluate.suites import (
     FMNIST_CORRUPTIONS,
     KINDS,
@@ -118,7 +119,7 @@ def test_synthetic_sets_keep_colour_and_cycle_images():
 def test_inverted_set():
     x = _images(3)
     s = inverted_set(x)
-    assert s.name == "inverted" and s.kind == "far"
+    assert s.name == "inverted" and s.kind == "synthetic"
     np.testing.assert_allclose(s.images, 1.0 - x)
 
 
@@ -127,21 +128,24 @@ def test_fmnist_suite_returns_the_documented_sets():
     x, y = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), np.arange(300) % 10
     suite = fmnist_suite(x, y, num=50)
     expected = [
+        *FAR_SET_NAMES,
         *SYNTHETIC_NAMES,
         "inverted",
         *[f"{c}_s{s}" for c in FMNIST_CORRUPTIONS for s in (1, 3, 5)],
     ]
-    assert [s.name for s in suite] == expected and len(suite) == 28
+    assert [s.name for s in suite] == expected and len(suite) == 31
+    assert [s.kind for s in suite[:3]] == ["far"] * 3
     assert all(s.images.shape == (50, 28, 28, 1) and s.images.dtype == np.float32 for s in suite)
-    # Every set is built from the same subset of the test set.
-    clean = 1.0 - suite[len(SYNTHETIC_NAMES)].images
+    # Every set but the far ones is built from the same subset of the test set.
+    clean = 1.0 - suite[len(FAR_SET_NAMES) + len(SYNTHETIC_NAMES)].images
     picked = [np.flatnonzero((x == np.rint(c[..., 0] * 255)).all(axis=(1, 2)))[0] for c in clean]
     assert len(set(picked)) == 50
     for s in suite:
         if s.kind == "corruption":
             np.testing.assert_array_equal(s.labels, y[picked])
     small = fmnist_suite(x[:20], y[:20], num=50, severities=(2,), corruptions=["jpeg"], seed=3)
-    assert [s.name for s in small][-1] == "jpeg_s2" and all(len(s) == 20 for s in small)
+    assert [s.name for s in small][-1] == "jpeg_s2"
+    assert all(len(s) == 20 for s in small if s.kind != "far")
 
 
 def test_fmnist_suite_on_the_real_test_set():

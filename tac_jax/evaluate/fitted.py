@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from tac_jax.methods.sngp import init_precision, posterior_covariance, precision_update
@@ -38,12 +39,13 @@ from tac_jax.scores.feature import (
 )
 from tac_jax.scores.logits import react_threshold
 from tac_jax.scores.purview import PurviewDetector, fit_purview_detector
+from tac_jax.scores.tac import block_agreements, fit_block_weights
 
 FITTED_FILE = "fitted.npz"
 MAX_FIT = 20_000
 KNN_K = 50
 REACT_PERCENTILE = 90.0
-_FORMAT = 2
+_FORMAT = 3
 
 
 @dataclasses.dataclass
@@ -63,6 +65,9 @@ class Fitted:
         ``layers``, ``purview``.
       gp_covariance: SNGP's ``(D, D)`` posterior covariance (SNGP runs), or None.
       purview: the Purview detector (when asked for), or None.
+      tac_weights: the layer-weighted TAC confidence's ``(weights (L,), bias)``,
+        fitted on the run's **validation** split (`tac_jax.scores.tac.fit_block_weights`),
+        or None (not a TAC run, or no validation split).
     """
 
     mahalanobis: MahalanobisStats
@@ -76,6 +81,7 @@ class Fitted:
     meta: dict[str, Any]
     gp_covariance: np.ndarray | None = None
     purview: PurviewDetector | None = None
+    tac_weights: tuple[np.ndarray, float] | None = None
 
     def tree(self) -> dict[str, Any]:
         """The device-side statistics as one pytree (what a jitted scorer takes)."""
@@ -93,6 +99,8 @@ class Fitted:
             out["gp_covariance"] = self.gp_covariance
         if self.purview is not None:
             out["purview"] = self.purview
+        if self.tac_weights is not None:
+            out["tac_weights"] = np.asarray(self.tac_weights[0], np.float32)
         return out
 
 
@@ -169,6 +177,23 @@ def fit_statistics(
     )
 
 
+def fit_tac_weights(
+    outputs: Mapping[str, Any], labels: np.ndarray, codes: np.ndarray, width: int
+) -> tuple[np.ndarray, float]:
+    """TAC's per-layer weights (`tac_jax.scores.tac.fit_block_weights`) on held-out
+    outputs of `tac_jax.evaluate.collect` (``"activation"``, ``"logits"``): which layers'
+    agreement with the base prediction's code tells a right prediction from a wrong one."""
+    logits = np.asarray(outputs["logits"])
+    prediction = np.argmax(logits, axis=-1)
+    agreements = block_agreements(
+        jnp.asarray(outputs["activation"], jnp.float32),
+        jnp.asarray(codes, jnp.float32),
+        jnp.asarray(prediction),
+        int(width),
+    )
+    return fit_block_weights(np.asarray(agreements), prediction == np.asarray(labels))
+
+
 def save_fitted(path: str | os.PathLike, fitted: Fitted) -> None:
     """Writes `Fitted` to an ``.npz`` (no pickles: layer names are stored as strings)."""
     arrays: dict[str, np.ndarray] = {
@@ -199,6 +224,9 @@ def save_fitted(path: str | os.PathLike, fitted: Fitted) -> None:
         arrays["purview_mean"] = np.asarray(fitted.purview.mean)
         arrays["purview_std"] = np.asarray(fitted.purview.std)
         arrays["purview_eps"] = np.float64(fitted.purview.eps)
+    if fitted.tac_weights is not None:
+        arrays["tac_weights"] = np.asarray(fitted.tac_weights[0], np.float32)
+        arrays["tac_bias"] = np.float64(fitted.tac_weights[1])
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # Write then rename: a reader never sees half a cache.
     tmp = f"{os.fspath(path)}.tmp.npz"
@@ -229,6 +257,9 @@ def load_fitted(path: str | os.PathLike) -> Fitted:
     purview = None
     if "purview_mean" in a:
         purview = PurviewDetector(a["purview_mean"], a["purview_std"], float(a["purview_eps"]))
+    tac_weights = None
+    if "tac_weights" in a:
+        tac_weights = (a["tac_weights"], float(a["tac_bias"]))
     meta = {
         str(k): ast.literal_eval(str(v))
         for k, v in zip(a["meta_keys"], a["meta_values"], strict=True)
@@ -245,6 +276,7 @@ def load_fitted(path: str | os.PathLike) -> Fitted:
         meta=meta,
         gp_covariance=a.get("gp_covariance"),
         purview=purview,
+        tac_weights=tac_weights,
     )
 
 
@@ -294,9 +326,12 @@ def fingerprint(
     seed: int,
     layers: Sequence[str],
     purview: bool = False,
+    validation_examples: int = 0,
 ) -> dict[str, Any]:
-    """What fitted statistics depend on: a cache is reused only if all of it matches."""
+    """What fitted statistics depend on: a cache is reused only if all of it matches
+    (``validation_examples``: the held-out examples TAC's layer weights are fitted on)."""
     return {
+        "validation_examples": int(validation_examples),
         "format": _FORMAT,
         "step": int(step),
         "fit_examples": int(fit_examples),

@@ -28,6 +28,7 @@ from tac_jax.evaluate import robustness, shift, tables
 from tac_jax.evaluate.adversarial import adversarial_figure
 from tac_jax.evaluate.collect import DEFAULT_BATCH, collect, head_params, make_forward
 from tac_jax.evaluate.fitted import MAX_FIT
+from tac_jax.evaluate.layers import layer_diagnostics
 from tac_jax.evaluate.scoring import (
     REPORT_DIR,
     SCORES,
@@ -37,6 +38,7 @@ from tac_jax.evaluate.scoring import (
     resolve_scores,
     run_capabilities,
     score_passes,
+    tac_options,
 )
 from tac_jax.evaluate.suites import KINDS, OODSet, fmnist_suite
 from tac_jax.evaluate.text_suites import text_suite
@@ -188,16 +190,17 @@ def _score_suite(
     bootstrap: int,
     seed: int,
     say: Log,
-) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]], dict[str, tuple]]:
     """Scores every OOD set and compares it with the test split.
 
     Returns:
-      ``(entries, scores, profiles)``: the ``ood.sets`` section of ``metrics.json``,
-      each set's raw scores, and a few TAC activation vectors per set (TAC runs).
+      ``(entries, scores, tac_outputs)``: the ``ood.sets`` section of ``metrics.json``,
+      each set's raw scores, and per set (TAC runs) ``(activation, base prediction,
+      kind)``, what the per-layer diagnostics read.
     """
     entries: dict[str, Any] = {}
     raw: dict[str, dict[str, np.ndarray]] = {}
-    profiles: dict[str, np.ndarray] = {}
+    profiles: dict[str, tuple] = {}
     for i, oodset in enumerate(sets):
         say(f"OOD set {i + 1}/{len(sets)}: {oodset.name} ({len(oodset)} images)")
         s, out = score(oodset.images)
@@ -214,7 +217,7 @@ def _score_suite(
         )
         entries[oodset.name] = entry
         if has_tac:
-            profiles[oodset.name] = out["activation"][:_PROFILE_ROWS]
+            profiles[oodset.name] = (out["activation"], s["prediction"], oodset.kind)
     return entries, raw, profiles
 
 
@@ -281,6 +284,7 @@ def evaluate_run(
     scores: Sequence[str] | None = None,
     severities: Sequence[int] = (1, 3, 5),
     corruptions: Sequence[str] | None = None,
+    deepest: int = 0,
     epsilons: Sequence[float] = robustness.EPSILONS,
     attacks: Sequence[str] = robustness.ATTACKS,
     attack_size: int = robustness.SIZE,
@@ -308,6 +312,8 @@ def evaluate_run(
         only in TAC runs).
       severities: corruption severities of the fmnist suite.
       corruptions: corruption names (default: the suite's).
+      deepest: TAC's predictions and scores on the deepest this many tapped layers
+        (0: all; ``tac_weighted`` always weighs every layer).
       epsilons: the L∞ radii of the PGD attacks (images in [0, 1]); empty: no attack
         (text runs are never attacked: their inputs are integers).
       attacks: from ``("pgd", "fgsm")``, each run at every ε on the same inputs.
@@ -350,6 +356,7 @@ def evaluate_run(
         suite = "text"
     splits = load_splits(config.data, config.seed, vocab=vocab)
     forward = make_forward(setup, state)
+    options = tac_options(setup, state, deepest)
     fitted = None
     if needs_fit(names):
         fitted = fitted_for_run(
@@ -362,6 +369,7 @@ def evaluate_run(
             seed=seed,
             batch_size=batch_size,
             purview="purview_detector" in names,
+            validation=splits.get("validation"),
             log=say,
         )
     codes = setup.tac.codes.matrix if has_tac else None
@@ -369,7 +377,7 @@ def evaluate_run(
 
     def score(images: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         outputs = collect(forward, images, batch_size=batch_size, passes=passes)
-        return compute_scores(outputs, names, fitted=fitted, codes=codes), outputs
+        return compute_scores(outputs, names, fitted=fitted, **options), outputs
 
     test = splits["test"]
     say(f"scoring the test split ({len(test['label'])} examples)")
@@ -399,6 +407,7 @@ def evaluate_run(
     accuracy = {"base": float(np.mean(correct))}
     if has_tac:
         accuracy["tac"] = float(np.mean(test_scores["tac_prediction"] == labels))
+        accuracy["tac_soft"] = float(np.mean(test_scores["tac_soft_prediction"] == labels))
         accuracy["agreement"] = float(
             np.mean(test_scores["tac_prediction"] == test_scores["prediction"])
         )
@@ -414,6 +423,7 @@ def evaluate_run(
             "bootstrap": int(bootstrap),
             "seed": int(seed),
             "scores": list(names),
+            "deepest": int(deepest),
             "fit_examples": fitted.meta.get("fit_examples") if fitted else None,
             "knn_k": fitted.knn_k if fitted else None,
             "max_fit": int(max_fit),
@@ -434,6 +444,19 @@ def evaluate_run(
         "value": value,
         "non_finite": tables.non_finite_counts({n: test_scores[n] for n in names}),
     }
+    if has_tac:
+        say("per-layer diagnostics")
+        metrics["layers"] = layer_diagnostics(
+            test_out["activation"],
+            labels,
+            test_scores["prediction"],
+            codes,
+            setup.tac.codes.width,
+            list(setup.tac.layers),
+            profiles,
+        )
+        if fitted is not None and fitted.tac_weights is not None:
+            metrics["layers"]["weights"] = [float(w) for w in fitted.tac_weights[0]]
     clean = {"accuracy": accuracy["base"], "ece": metrics["calibration"]["ece"]}
     if has_tac:
         clean["tac_accuracy"] = accuracy["tac"]
@@ -480,7 +503,8 @@ def evaluate_run(
                 prediction=test_scores["prediction"],
                 labels=labels,
                 codes=codes,
-                ood_activation=profiles,
+                ood_activation={k: v[0][:_PROFILE_ROWS] for k, v in profiles.items()},
+                layers=metrics.get("layers"),
                 code_width=setup.tac.codes.width if has_tac else None,
             ),
         )

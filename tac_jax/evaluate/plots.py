@@ -31,6 +31,8 @@ from tac_jax.evaluate.tables import finite
 from tac_jax.metrics import auroc, risk_coverage_curve, roc_curve
 
 _DPI = 110
+# Distinct colours (matplotlib's tab10) for curves that must be told apart.
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 # Curves are downsampled to at most this many points: enough to draw, small files.
 _MAX_POINTS = 2000
 
@@ -51,6 +53,8 @@ class PlotData:
       codes: ``(C, M)`` TAC's class codes, or None.
       ood_activation: ``{set: (k, M)}`` activation vectors of a few OOD inputs.
       code_width: entries per layer block of the codes (for the block separators).
+      layers: the ``layers`` section of ``metrics.json`` (`tac_jax.evaluate.layers`),
+        or None.
     """
 
     test_scores: Mapping[str, np.ndarray]
@@ -64,6 +68,7 @@ class PlotData:
     codes: np.ndarray | None = None
     ood_activation: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     code_width: int | None = None
+    layers: Mapping[str, Any] | None = None
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -278,6 +283,37 @@ def activation_figure(directory: str, data: PlotData) -> str | None:
     return _save(fig, directory, "activation_profiles.png")
 
 
+def layers_figure(directory: str, data: PlotData) -> str | None:
+    """``layers.png``: per tapped layer, the histogram of its activation entries on the
+    test split and on each OOD kind, against the code values ±1; None without TAC."""
+    if not data.layers:
+        return None
+    names = [n for n in data.layers["layers"] if n != "all"]
+    edges = np.asarray(data.layers["edges"], float)
+    centres, step = (edges[1:] + edges[:-1]) / 2, edges[1] - edges[0]
+    fig = _figure(3.2 * len(names), 2.8)
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        row = data.layers["rows"][name]
+        for j, (kind, counts) in enumerate(row["histogram"].items()):
+            counts = np.asarray(counts, float)
+            if counts.sum():
+                label = "test (in)" if kind == "in" else kind
+                ax.step(centres, counts / counts.sum() / step, where="mid", lw=1.2,
+                        color=_COLOURS[j % len(_COLOURS)], label=label)  # fmt: skip
+        for v in (-1.0, 1.0):
+            ax.axvline(v, color="0.3", lw=0.8, ls=":")
+        mis = row["misclassification_auroc"]
+        ax.set_title(f"{name}: acc {row['accuracy']:.2f}, mis. AUROC "
+                     f"{mis if mis is None else round(mis, 2)}", fontsize=8)  # fmt: skip
+        ax.set_xlabel("activation entry")
+        if i == 0:
+            ax.set_ylabel("density")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, directory, "layers.png")
+
+
 def write_plots(directory: str | os.PathLike, data: PlotData) -> list[str]:
     """Writes every figure the data allows into ``directory``.
 
@@ -293,4 +329,7 @@ def write_plots(directory: str | os.PathLike, data: PlotData) -> list[str]:
     profile = activation_figure(directory, data)
     if profile is not None:
         names.append(profile)
+    layers = layers_figure(directory, data)
+    if layers is not None:
+        names.append(layers)
     return names

@@ -2,8 +2,8 @@
 
 `SCORES` lists the scores in report order with what each is; all are oriented so that
 higher means "more in-distribution / more likely correct" (METHODS §4–5). A score
-*needs* capabilities a run may lack (`run_capabilities`): TAC's four exist only for TAC
-runs, ReAct and ViM need the model's ``head`` Dense, the training-time methods' scores
+*needs* capabilities a run may lack (`run_capabilities`): TAC's exist only for TAC
+runs (``tac_weighted`` also needs a validation split), ReAct and ViM need the model's ``head`` Dense, the training-time methods' scores
 need a run of that method (`tac_jax.methods`), MC dropout a base with dropout. A score
 may also read an extra pass over its inputs (``ScoreInfo.pass_name``, see
 `tac_jax.evaluate.collect.PASSES`).
@@ -40,7 +40,8 @@ class ScoreInfo:
       needs: run capabilities (`run_capabilities`): ``"tac"`` (a TAC run), ``"fit"``
         (training statistics), ``"features"`` (one network's penultimate features),
         ``"head"`` (the head's kernel and bias), ``"input"`` (inputs with a gradient),
-        ``"dropout"`` (a base with dropout, no BatchNorm), or a method's name.
+        ``"dropout"`` (a base with dropout, no BatchNorm), ``"validation"`` (a
+        validation split), or a method's name.
       pass_name: the extra pass over the inputs it reads, or None.
     """
 
@@ -76,6 +77,23 @@ SCORES: dict[str, ScoreInfo] = {
     ),
     "tac_neg_l1": ScoreInfo("tac", "−min_j ‖a − K_j‖₁: L1 distance to the closest code", ("tac",)),
     "tac_neg_l2": ScoreInfo("tac", "−min_j ‖a − K_j‖₂: L2 distance to the closest code", ("tac",)),
+    "tac_pred_l1": ScoreInfo("tac", "−‖a − K_ŷ‖₁: L1 distance to the predicted class's code", ("tac",)),
+    "tac_clip": ScoreInfo(
+        "tac", "⟨clip(a, −1, 1), K_ŷ⟩: agreement with the predicted code, capped at ±1", ("tac",)
+    ),
+    "tac_prob": ScoreInfo(
+        "tac",
+        "softmax_j(−s·d_j)[ŷ], d_j = mean_m |a_m − K_jm|: ŷ's probability under the distance "
+        "softmax at the trained scale s",
+        ("tac",),
+    ),
+    "tac_weighted": ScoreInfo(
+        "tac",
+        "Σ_l w_l·mean_m clip(a_lm, −1, 1)K_ŷ,lm: per-layer agreements weighted by a "
+        "non-negative logistic regression of correctness fitted on the validation split "
+        "(our extension)",
+        ("tac", "fit", "validation"),
+    ),
     "msp": ScoreInfo("logits", "max_c softmax(z)_c"),
     "max_logit": ScoreInfo("logits", "max_c z_c"),
     "energy": ScoreInfo("logits", "logsumexp(z) (the negated free energy, T = 1)"),
@@ -172,6 +190,8 @@ def run_capabilities(setup: Any, state: Any) -> frozenset[str]:
         caps.add("input")
     if setup.tac is not None:
         caps.add("tac")
+    if float(setup.config.data.get("validation_fraction", 0.0)) > 0:
+        caps.add("validation")
     if setup.method is not None:
         caps |= set(setup.method.capabilities())
     else:
@@ -185,6 +205,7 @@ def run_capabilities(setup: Any, state: Any) -> frozenset[str]:
 
 _WHY = {
     "tac": "a run without a TAC head",
+    "validation": "no validation split (config.data.validation_fraction 0)",
     "head": "no 'head' Dense the prediction comes from",
     "input": "integer inputs cannot be perturbed",
     "features": "no single network's features (an ensemble)",

@@ -205,18 +205,55 @@ def _summary_section(m: Mapping[str, Any]) -> list[str]:
 
 def _accuracy_section(m: Mapping[str, Any]) -> list[str]:
     acc, cal = m["accuracy"], m["calibration"]
-    header = ["base accuracy", "TAC accuracy", "agreement", "ECE ↓", "Brier ↓", "NLL ↓"]
-    row = [acc["base"], acc.get("tac"), acc.get("agreement"), cal["ece"], cal["brier"], cal["nll"]]
+    header = ["base accuracy", "TAC accuracy", "TAC soft", "agreement", "ECE ↓", "Brier ↓", "NLL ↓"]
+    row = [acc["base"], acc.get("tac"), acc.get("tac_soft"), acc.get("agreement")]
+    row += [cal["ece"], cal["brier"], cal["nll"]]
     return [
         "## Accuracy and calibration",
         "",
         "Test split. Calibration is of the base head's softmax (ECE with 15 equal-width "
-        "bins). TAC accuracy is Hamming decoding of its activation vector; agreement is "
-        "how often the two predictions coincide.",
+        "bins). TAC accuracy is Hamming decoding of its activation vector, TAC soft the "
+        "closest code in L1 (argmin_j ‖a − K_j‖₁); agreement is how often the base and "
+        "Hamming predictions coincide.",
         "",
-        markdown_table(header, [row], [None] * 6),
+        markdown_table(header, [row], [None] * 7),
         "",
     ]
+
+
+def _layers_section(m: Mapping[str, Any]) -> list[str]:
+    layers = m.get("layers")
+    if not layers:
+        return []
+    kinds = list(layers["kinds"])
+    weights = layers.get("weights")
+    header = ["tapped layer", "TAC accuracy ↑", "misclass. AUROC ↑"]
+    header += [f"OOD AUROC {k} ↑" for k in kinds] + ["entries near ±1"]
+    better: list[str | None] = [None, "high", "high"] + ["high"] * len(kinds) + [None]
+    if weights is not None:
+        header.append("fitted weight")
+        better.append(None)
+    rows = []
+    for i, name in enumerate(layers["layers"]):
+        r = layers["rows"][name]
+        row: list[Cell] = [f"`{name}`", r["accuracy"], r["misclassification_auroc"]]
+        row += [r["ood_auroc"].get(k) for k in kinds] + [r["near_code"]]
+        if weights is not None:
+            row.append(weights[i] if i < len(weights) else None)
+        rows.append(row)
+    text = (
+        "Each tapped layer alone, as if it were TAC's only one: Hamming decoding of its "
+        "block, and its block's ⟨a_l, K_ŷ,l⟩ as a confidence (ŷ the base prediction) "
+        "against errors and each OOD kind; `all` is every layer together (the paper's "
+        "confidence). \"entries near ±1\" is the share of activation entries within 0.25 "
+        "of a code value (`layers.png` draws their histograms)."
+    )
+    if weights is not None:
+        text += (
+            " The weights are `tac_weighted`'s, fitted on the validation split (a "
+            "non-negative logistic regression of correctness on per-layer agreement)."
+        )
+    return ["## TAC per layer", "", text, "", markdown_table(header, rows, better), ""]
 
 
 def _misclassification_section(m: Mapping[str, Any]) -> list[str]:
@@ -450,6 +487,7 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         _run_section,
         _summary_section,
         _accuracy_section,
+        _layers_section,
         _misclassification_section,
         _ood_section,
         _value_section,

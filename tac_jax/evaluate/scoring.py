@@ -35,6 +35,7 @@ from tac_jax.evaluate.fitted import (
     fingerprint,
     fit_or_load,
     fit_statistics,
+    fit_tac_weights,
     subset_indices,
 )
 from tac_jax.evaluate.registry import (
@@ -53,21 +54,37 @@ from tac_jax.scores.feature import vim_score as _vim_score
 from tac_jax.scores.gradient import gradnorm
 from tac_jax.scores.logits import energy, max_logit, msp, neg_entropy, react_energy
 from tac_jax.scores.purview import purview_detector_score, purview_score
-from tac_jax.scores.tac import tac_scores
+from tac_jax.scores.tac import (
+    block_agreements,
+    deepest_blocks,
+    tac_scores,
+    weighted_agreement,
+)
 
 REPORT_DIR = "report"
 Log = Callable[[str], None]
 
 
-@functools.partial(jax.jit, static_argnames=("names", "knn_k"))
-def _score_batch(stats, codes, batch, names, knn_k):
+@functools.partial(jax.jit, static_argnames=("names", "knn_k", "width", "deepest"))
+def _score_batch(stats, codes, batch, names, knn_k, width=0, deepest=0, scale=10.0):
     logits = batch["logits"]
     f = batch.get("penultimate")
     out = {"prediction": jnp.argmax(logits, axis=-1)}
     if "activation" in batch:
-        tac = tac_scores(batch["activation"], logits, codes)
+        a = batch["activation"].astype(jnp.float32)
+        if deepest:
+            # TAC's predictions and scores on the deepest blocks only.
+            tac = tac_scores(
+                deepest_blocks(a, width, deepest), logits, deepest_blocks(codes, width, deepest), scale
+            )
+        else:
+            tac = tac_scores(a, logits, codes, scale)
         out["tac_prediction"] = tac["tac_prediction"]
+        out["tac_soft_prediction"] = tac["tac_soft_prediction"]
         out.update({name: tac[name] for name in names if name in tac})
+        if "tac_weighted" in names:
+            g = block_agreements(a, codes, out["prediction"], width)
+            out["tac_weighted"] = weighted_agreement(g, stats["tac_weights"])
     simple = {
         "msp": msp,
         "max_logit": max_logit,
@@ -113,6 +130,9 @@ def compute_scores(
     *,
     fitted: Fitted | None = None,
     codes: np.ndarray | None = None,
+    code_width: int = 0,
+    scale: float = 10.0,
+    deepest: int = 0,
     batch_size: int = 1024,
 ) -> dict[str, np.ndarray]:
     """Every score in ``names`` from one dataset's collected outputs.
@@ -123,12 +143,17 @@ def compute_scores(
       names: score names (see `SCORES`).
       fitted: the training statistics, needed by the feature-based scores.
       codes: ``(C, M)`` TAC's class codes, for TAC's scores.
+      code_width: the entries per tapped layer ``k`` (needed by ``tac_weighted`` and
+        ``deepest``).
+      scale: the distance-softmax scale TAC was trained with (``tac_prob``).
+      deepest: compute TAC's predictions and scores (but ``tac_weighted``, which weighs
+        every layer) on the deepest this many tapped layers only (0: all).
       batch_size: rows per jitted call; every call (the last one padded) has this many,
         so the scores compile once for all datasets of a run.
 
     Returns:
-      ``{"prediction"[, "tac_prediction"], name: (N,) ...}`` numpy arrays; predictions
-      are int32, scores float32.
+      ``{"prediction"[, "tac_prediction", "tac_soft_prediction"], name: (N,) ...}``
+      numpy arrays; predictions are int32, scores float32.
     """
     names = tuple(names)
     unknown = [n for n in names if n not in SCORES]
@@ -146,6 +171,15 @@ def compute_scores(
             )
     if needs_fit(names) and fitted is None:
         raise ValueError("expected fitted statistics for the feature-based scores, got none")
+    if "tac_weighted" in names and (fitted.tac_weights is None or code_width < 1):
+        raise ValueError(
+            "expected TAC's layer weights (fitted on a validation split) and the code width "
+            "for 'tac_weighted', got none"
+        )
+    if deepest < 0:
+        raise ValueError(f"expected deepest >= 0 tapped layers, got {deepest}")
+    if deepest and code_width < 1:
+        raise ValueError("expected the code width to keep the deepest tapped layers, got none")
     # Without codes the activation cannot be decoded: TAC's outputs are left out.
     keep = ["logits", "penultimate", "extras", *score_passes(names)]
     keep += ["activation"] if codes is not None else []
@@ -157,12 +191,41 @@ def compute_scores(
     if batch_size < 1:
         raise ValueError(f"expected a positive batch size, got {batch_size}")
     codes_arr = None if codes is None else jnp.asarray(codes, jnp.float32)
-    fn = lambda b: _score_batch(stats, codes_arr, b, names=names, knn_k=knn_k)
+    scale_arr = jnp.asarray(scale, jnp.float32)
+    fn = lambda b: _score_batch(
+        stats,
+        codes_arr,
+        b,
+        names=names,
+        knn_k=knn_k,
+        width=int(code_width),
+        deepest=int(deepest),
+        scale=scale_arr,
+    )
     result = batched_apply(fn, batch, int(batch_size))
-    for key in ("prediction", "tac_prediction"):
+    for key in ("prediction", "tac_prediction", "tac_soft_prediction"):
         if key in result:
             result[key] = result[key].astype(np.int32)
     return {k: v.astype(np.float32) if k in SCORES else v for k, v in result.items()}
+
+
+def tac_options(setup: Any, state: Any, deepest: int = 0) -> dict[str, Any]:
+    """`compute_scores`' TAC arguments for a loaded run: its ``codes``, ``code_width``,
+    the trained distance-softmax ``scale`` and ``deepest``; empty for a run without TAC."""
+    if setup.tac is None:
+        if deepest:
+            raise ValueError(f"expected a TAC run for deepest={deepest}, got a run without TAC")
+        return {}
+    if deepest < 0 or deepest > setup.tac.codes.num_layers:
+        raise ValueError(
+            f"expected deepest in 0..{setup.tac.codes.num_layers} (the tapped layers), got {deepest}"
+        )
+    return {
+        "codes": setup.tac.codes.matrix,
+        "code_width": int(setup.tac.codes.width),
+        "scale": float(setup.tac.current_scale(state.params)),
+        "deepest": int(deepest),
+    }
 
 
 def fitted_for_run(
@@ -176,10 +239,12 @@ def fitted_for_run(
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH,
     purview: bool = False,
+    validation: Mapping[str, np.ndarray] | None = None,
     log: Log | None = None,
 ) -> Fitted:
     """The run's fitted statistics, from ``WORKDIR/report/fitted.npz`` when it matches
-    (same checkpoint step, subset and layers), else fitted on (a subset of) ``train``.
+    (same checkpoint step, subset and layers), else fitted on (a subset of) ``train``;
+    in a TAC run with a ``validation`` split, TAC's layer weights are fitted on all of it.
 
     Args:
       workdir: the run's directory (the cache lives in its ``report/``).
@@ -191,24 +256,36 @@ def fitted_for_run(
       seed: picks them when the split is larger.
       batch_size: examples per forward pass.
       purview: also fit the Purview detector (its gradient pass over the examples).
+      validation: the held-out split ``{"image", "label"}``, or None.
       log: optional progress callback.
     """
     n = len(train["label"])
     index = subset_indices(n, max_fit, seed)
+    setup = forward.setup
+    if setup.tac is None:
+        validation = None
+    num_val = 0 if validation is None else len(validation["label"])
     meta = fingerprint(
-        step, len(index), max_fit, seed if n > max_fit else 0, forward.layers, purview
+        step, len(index), max_fit, seed if n > max_fit else 0, forward.layers, purview, num_val
     )
     meta["train_examples"] = int(n)
-    setup = forward.setup
 
     def fit() -> Fitted:
         if log:
             log(f"fitting feature statistics on {len(index)} of {n} training examples")
         passes = ("purview",) if purview else ()
         outputs = collect(forward, train["image"][index], batch_size=batch_size, passes=passes)
-        return fit_statistics(
+        fitted = fit_statistics(
             outputs, np.asarray(train["label"])[index], setup.config.data.num_classes, head
         )
+        if validation is not None and num_val:
+            if log:
+                log(f"fitting TAC's layer weights on {num_val} validation examples")
+            held = collect(forward, validation["image"], batch_size=batch_size)
+            fitted.tac_weights = fit_tac_weights(
+                held, validation["label"], setup.tac.codes.matrix, setup.tac.codes.width
+            )
+        return fitted
 
     path = os.path.join(os.fspath(workdir), REPORT_DIR, FITTED_FILE)
     return fit_or_load(path, meta, fit, log=log)
@@ -250,6 +327,7 @@ def score_file(
     scores: Sequence[str] | None = None,
     max_fit: int = MAX_FIT,
     seed: int = 0,
+    deepest: int = 0,
     log: Log | None = None,
 ) -> dict[str, np.ndarray]:
     """Scores every input of an array file with a trained run and writes an ``.npz``.
@@ -267,11 +345,12 @@ def score_file(
       scores: the scores to compute (default: every one this run supports).
       max_fit: training examples the feature statistics are fitted on, at most.
       seed: picks that subset when the training split is larger.
+      deepest: TAC's scores on the deepest this many tapped layers (0: all).
       log: optional progress callback.
 
     Returns:
-      What was written: ``prediction`` (the base head's argmax), ``tac_prediction``
-      (TAC runs) and one ``(N,)`` float32 array per score, under its name.
+      What was written: ``prediction`` (the base head's argmax), ``tac_prediction`` and
+      ``tac_soft_prediction`` (TAC runs) and one ``(N,)`` float32 array per score, under its name.
 
     Raises:
       ValueError: if the inputs have the wrong shape, dtype or values (NaNs, floats
@@ -292,10 +371,12 @@ def score_file(
     forward = make_forward(setup, state)
     head = head_params(setup, state)
     names = resolve_scores(scores, run_capabilities(setup, state))
+    options = tac_options(setup, state, deepest)
     fitted = None
     if needs_fit(names):
         data = setup.config.data
-        train = load_splits(data, setup.config.seed, vocab=run_vocab(workdir))["train"]
+        splits = load_splits(data, setup.config.seed, vocab=run_vocab(workdir))
+        train = splits["train"]
         fitted = fitted_for_run(
             workdir,
             forward,
@@ -306,13 +387,13 @@ def score_file(
             seed=seed,
             batch_size=batch_size,
             purview="purview_detector" in names,
+            validation=splits.get("validation"),
             log=log,
         )
     if log:
         log(f"scoring {len(images)} inputs from {input_path}")
     outputs = collect(forward, images, batch_size=batch_size, passes=score_passes(names))
-    codes = setup.tac.codes.matrix if setup.tac is not None else None
-    result = compute_scores(outputs, names, fitted=fitted, codes=codes)
+    result = compute_scores(outputs, names, fitted=fitted, **options)
     with open(output_path, "wb") as f:
         np.savez(f, **result)
     return result

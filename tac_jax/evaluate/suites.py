@@ -4,11 +4,13 @@ A suite is a list of named `OODSet`s, each of one kind:
 
 - "near": semantically close, e.g. classes held out of training (`split_held_out`)
   or CIFAR-100 for CIFAR-10;
-- "far": unrelated data, e.g. inverted images (`inverted_set`), SVHN for CIFAR-10;
+- "far": unrelated data, e.g. handwritten digits, typeset letters and photographs
+  (`far_ood_sets`) for Fashion-MNIST, SVHN for CIFAR-10;
 - "corruption": in-distribution images under a corruption at a severity
   (`corruption_sets`); they keep their labels, so the same sets measure accuracy
   under covariate shift;
-- "synthetic": noise and other generated images (`synthetic_sets`).
+- "synthetic": noise and other generated images (`synthetic_sets`), and inverted
+  in-distribution images (`inverted_set`).
 
 `fmnist_suite` builds the default suite used on Fashion-MNIST here, from local data
 only. `TFDS_SUITES` and `tfds_suite` describe the standard public OOD pairs, read
@@ -29,6 +31,7 @@ import numpy as np
 
 from tac_jax.data.arrays import check_labels, keep_classes, to_float_images
 from tac_jax.evaluate.corruptions import CORRUPTIONS, low_frequency_noise
+from tac_jax.evaluate.far_sets import FAR_SETS
 
 KINDS = ("near", "far", "corruption", "synthetic")
 SYNTHETIC_NAMES = (
@@ -229,17 +232,38 @@ def _permute_pixels(images: np.ndarray, seed: int) -> np.ndarray:
     return np.take_along_axis(flat, order[..., None], axis=1).reshape(images.shape)
 
 
+def far_ood_sets(
+    num: int, *, seed: int = 0, part: str = "test", like: np.ndarray | None = None
+) -> list[OODSet]:
+    """The three far-OOD sets of `tac_jax.evaluate.far_sets` (handwritten digits, typeset
+    letters, photograph crops), ``num`` images each at most, of ``part`` ``"test"`` or
+    ``"validation"`` (disjoint), brought to the size and channels of ``like``'s images.
+
+    >>> [s.name for s in far_ood_sets(4)]
+    ['digits', 'glyphs', 'photos']
+    """
+    sets = []
+    for name, build in FAR_SETS.items():
+        images = build(num, seed=seed, part=part)
+        if like is not None:
+            like = to_float_images(np.asarray(like[:1]))
+            images = match_images(images, *like.shape[1:4])
+        sets.append(OODSet(name, images, "far"))
+    return sets
+
+
 def inverted_set(images: np.ndarray) -> OODSet:
-    """The far-OOD set "inverted": `1 − x`, white objects turned dark on light.
+    """The synthetic set "inverted": `1 − x`, white objects turned dark on light.
 
     Args:
       images: float `(N, H, W, C)` in [0, 1] (or uint8).
 
     Returns:
-      A "far" `OODSet` without labels.
+      A "synthetic" `OODSet` without labels (a transform of the in-distribution
+      images, so not counted as far-OOD).
     """
     images = to_float_images(images)
-    return OODSet("inverted", 1.0 - images, "far")
+    return OODSet("inverted", 1.0 - images, "synthetic")
 
 
 def fmnist_suite(
@@ -250,15 +274,17 @@ def fmnist_suite(
     severities: Sequence[int] = (1, 3, 5),
     corruptions: Sequence[str] | None = None,
     seed: int = 0,
+    far_part: str = "test",
 ) -> list[OODSet]:
     """The default OOD suite on Fashion-MNIST, from local data only.
 
     A random subset of `num` test images (the same for every set) gives, in order:
-    the six `synthetic_sets` (`SYNTHETIC_NAMES`), the far set "inverted", and one
+    the three far sets of `far_ood_sets` (digits, glyphs, photos: ``far_part`` of them),
+    the six `synthetic_sets` (`SYNTHETIC_NAMES`), the synthetic set "inverted", and one
     "<corruption>_s<severity>" set per corruption and severity; the corruptions
     default to `FMNIST_CORRUPTIONS` (gaussian_noise, impulse_noise, gaussian_blur,
-    contrast, jpeg, fog, rotation), so 6 + 1 + 7·3 = 28 sets of `num` images.
-    Held-out classes need a model trained without them: see `split_held_out`.
+    contrast, jpeg, fog, rotation), so 3 + 6 + 1 + 7·3 = 31 sets of at most `num`
+    images. Held-out classes need a model trained without them: see `split_held_out`.
 
     Args:
       x_test: uint8 `(N, 28, 28)` or float `(N, 28, 28, 1)` test images.
@@ -267,6 +293,7 @@ def fmnist_suite(
       severities: corruption severities, integers in 1..5.
       corruptions: corruption names; default `FMNIST_CORRUPTIONS`.
       seed: selects the subset and seeds every set.
+      far_part: ``"test"`` or ``"validation"``: which disjoint part of the far sets.
 
     Returns:
       The list of `OODSet`s.
@@ -283,6 +310,7 @@ def fmnist_suite(
         images, labels = images[pick], labels[pick]
     names = FMNIST_CORRUPTIONS if corruptions is None else corruptions
     return [
+        *far_ood_sets(num, seed=seed, part=far_part, like=images),
         *synthetic_sets(images, seed=seed),
         inverted_set(images),
         *corruption_sets(images, labels, corruptions=names, severities=severities, seed=seed),

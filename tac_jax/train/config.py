@@ -74,6 +74,8 @@ def default_config() -> ml_collections.ConfigDict:
       seed: seeds the initialisation, data order and every random draw of training.
       log_every, ckpt_every, keep: logging and checkpoint intervals (in steps), and
         how many checkpoints to keep.
+      eval_every: validation accuracy (and TAC's) every this many steps, written to
+        ``metrics.jsonl`` as the learning curve (0: only the final evaluation).
       dtype: compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
       mesh.data, mesh.model: the device mesh (-1: every device left).
       progress: show a progress bar (process 0, and only on a terminal).
@@ -182,6 +184,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.log_every = 10
     config.ckpt_every = 100
+    # Validation accuracy every this many steps (0: only at the end): the learning curve.
+    config.eval_every = 0
     config.keep = 3
     config.dtype = "float32"
 
@@ -218,6 +222,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for name in ("steps", "batch_size", "eval_batch_size", "log_every", "ckpt_every", "keep"):
         if int(config[name]) < 1:
             raise ValueError(f"expected config.{name} >= 1, got {config[name]}")
+    if int(config.get("eval_every", 0)) < 0:
+        raise ValueError(f"expected config.eval_every >= 0, got {config.eval_every}")
     if config.seed < 0:
         raise ValueError(f"expected a non-negative config.seed, got {config.seed}")
     if config.mode == "addon" and not config.base_workdir:

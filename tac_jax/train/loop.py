@@ -262,12 +262,16 @@ def train_and_evaluate(
             process_count=info.process_count,
         )
         log = _TrainLog(config, setup, writer, start, info.is_main and config.progress)
+        curve = int(config.get("eval_every", 0)) if "validation" in splits else 0
         with batches:
             for step in range(start + 1, total + 1):
                 state, metrics = train_step(state, shard_batch(next(batches), mesh))
                 for hook in hooks:
                     hook(step, state, metrics)
                 log.add(step, metrics)
+                if curve and step % curve == 0 and step != total:
+                    values = evaluate(setup, state, mesh, splits["validation"], config.eval_batch_size)
+                    writer.write(step, "validation", values)
                 stop = preemption_requested(step)
                 ckpt.save(step, state, metadata=metadata, force=stop or step == total)
                 if stop:
