@@ -90,9 +90,13 @@ def test_evaluate_run_writes_the_report_metrics_and_figures(runs):
     assert "## TAC per layer" in text and "| `dense2` |" in text
     for name in metrics["figures"]:
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
-    assert {"roc_far.png", "value.png", "histograms.png", "activation_profiles.png", "layers.png"} <= set(
-        metrics["figures"]
-    )
+    assert {
+        "roc_far.png",
+        "value.png",
+        "histograms.png",
+        "activation_profiles.png",
+        "layers.png",
+    } <= set(metrics["figures"])
     assert (out / "fitted.npz").exists()
 
 

@@ -96,7 +96,9 @@ def test_new_tac_scores_by_hand():
     d = np.array([3.5, 6.5, 7.5]) / 4
     p = np.exp(-2.0 * d) / np.exp(-2.0 * d).sum()
     np.testing.assert_allclose(distance_probability(a, CODES, pred, 2.0), [p[0]], rtol=1e-6)
-    np.testing.assert_allclose(distance_probability(a, CODES, jnp.array([2]), 2.0), [p[2]], rtol=1e-6)
+    np.testing.assert_allclose(
+        distance_probability(a, CODES, jnp.array([2]), 2.0), [p[2]], rtol=1e-6
+    )
     # Soft decoding reads magnitudes. sign(b) = [+, +, +, −] agrees with every code in 3
     # places: Hamming decoding ties and picks 0. L1: K_0 0.9+0.95+4+0 = 5.85,
     # K_1 0.9+1.05+2+0 = 3.95, K_2 1.1+0.95+2+0 = 4.05: soft decoding picks 1.

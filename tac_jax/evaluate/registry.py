@@ -77,7 +77,9 @@ SCORES: dict[str, ScoreInfo] = {
     ),
     "tac_neg_l1": ScoreInfo("tac", "−min_j ‖a − K_j‖₁: L1 distance to the closest code", ("tac",)),
     "tac_neg_l2": ScoreInfo("tac", "−min_j ‖a − K_j‖₂: L2 distance to the closest code", ("tac",)),
-    "tac_pred_l1": ScoreInfo("tac", "−‖a − K_ŷ‖₁: L1 distance to the predicted class's code", ("tac",)),
+    "tac_pred_l1": ScoreInfo(
+        "tac", "−‖a − K_ŷ‖₁: L1 distance to the predicted class's code", ("tac",)
+    ),
     "tac_clip": ScoreInfo(
         "tac", "⟨clip(a, −1, 1), K_ŷ⟩: agreement with the predicted code, capped at ±1", ("tac",)
     ),

@@ -245,7 +245,7 @@ def _layers_section(m: Mapping[str, Any]) -> list[str]:
         "Each tapped layer alone, as if it were TAC's only one: Hamming decoding of its "
         "block, and its block's ⟨a_l, K_ŷ,l⟩ as a confidence (ŷ the base prediction) "
         "against errors and each OOD kind; `all` is every layer together (the paper's "
-        "confidence). \"entries near ±1\" is the share of activation entries within 0.25 "
+        'confidence). "entries near ±1" is the share of activation entries within 0.25 '
         "of a code value (`layers.png` draws their histograms)."
     )
     if weights is not None:

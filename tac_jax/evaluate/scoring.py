@@ -75,7 +75,10 @@ def _score_batch(stats, codes, batch, names, knn_k, width=0, deepest=0, scale=10
         if deepest:
             # TAC's predictions and scores on the deepest blocks only.
             tac = tac_scores(
-                deepest_blocks(a, width, deepest), logits, deepest_blocks(codes, width, deepest), scale
+                deepest_blocks(a, width, deepest),
+                logits,
+                deepest_blocks(codes, width, deepest),
+                scale,
             )
         else:
             tac = tac_scores(a, logits, codes, scale)

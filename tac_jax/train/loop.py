@@ -270,7 +270,9 @@ def train_and_evaluate(
                     hook(step, state, metrics)
                 log.add(step, metrics)
                 if curve and step % curve == 0 and step != total:
-                    values = evaluate(setup, state, mesh, splits["validation"], config.eval_batch_size)
+                    values = evaluate(
+                        setup, state, mesh, splits["validation"], config.eval_batch_size
+                    )
                     writer.write(step, "validation", values)
                 stop = preemption_requested(step)
                 ckpt.save(step, state, metadata=metadata, force=stop or step == total)
