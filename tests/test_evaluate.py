@@ -335,6 +335,9 @@ def test_compute_scores_matches_the_score_functions():
     expected = dict(tac_scores(test["activation"], z, codes, 3.0))
     agree = np.clip(test["activation"], -1, 1) * codes[z.argmax(1)]
     expected["tac_weighted"] = agree[:, :4].mean(1) * 0.5 + agree[:, 4:].mean(1) * 2.0
+    expected["tac_mahalanobis"] = mahalanobis_score(
+        fit_mahalanobis(train["activation"], labels, 3), test["activation"]
+    )
     expected.update(
         msp=msp(z),
         entropy=neg_entropy(z),

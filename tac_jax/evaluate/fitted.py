@@ -45,7 +45,7 @@ FITTED_FILE = "fitted.npz"
 MAX_FIT = 20_000
 KNN_K = 50
 REACT_PERCENTILE = 90.0
-_FORMAT = 3
+_FORMAT = 4
 
 
 @dataclasses.dataclass
@@ -65,6 +65,8 @@ class Fitted:
         ``layers``, ``purview``.
       gp_covariance: SNGP's ``(D, D)`` posterior covariance (SNGP runs), or None.
       purview: the Purview detector (when asked for), or None.
+      tac_mahalanobis: class means and shared precision of TAC's activation vectors
+        on the training examples (TAC runs), or None.
       tac_weights: the layer-weighted TAC confidence's ``(weights (L,), bias)``,
         fitted on the run's **validation** split (`tac_jax.scores.tac.fit_block_weights`),
         or None (not a TAC run, or no validation split).
@@ -82,6 +84,7 @@ class Fitted:
     gp_covariance: np.ndarray | None = None
     purview: PurviewDetector | None = None
     tac_weights: tuple[np.ndarray, float] | None = None
+    tac_mahalanobis: MahalanobisStats | None = None
 
     def tree(self) -> dict[str, Any]:
         """The device-side statistics as one pytree (what a jitted scorer takes)."""
@@ -101,6 +104,8 @@ class Fitted:
             out["purview"] = self.purview
         if self.tac_weights is not None:
             out["tac_weights"] = np.asarray(self.tac_weights[0], np.float32)
+        if self.tac_mahalanobis is not None:
+            out["tac_mahalanobis"] = self.tac_mahalanobis
         return out
 
 
@@ -133,7 +138,8 @@ def fit_statistics(
     Args:
       outputs: ``{"penultimate" (N, D), "layers": {name: (N, C_l)}, ...}``; with
         ``"extras": {"rff": (N, D)}`` (SNGP) the GP covariance is fitted too, with
-        ``"purview": (N, L)`` the Purview detector.
+        ``"purview": (N, L)`` the Purview detector, with ``"activation": (N, M)`` (TAC)
+        the class-conditional Gaussian of TAC's activation vectors.
       labels: ``(N,)`` training labels.
       num_classes: ``C``.
       head: the base head's ``(kernel, bias)``, or None (no ReAct/ViM head terms).
@@ -162,6 +168,11 @@ def fit_statistics(
     purview = None
     if "purview" in outputs:
         purview = fit_purview_detector(np.asarray(outputs["purview"], np.float32))
+    tac_maha = None
+    if "activation" in outputs:
+        tac_maha = fit_mahalanobis(
+            np.asarray(outputs["activation"], np.float32), labels, num_classes
+        )
     return Fitted(
         mahalanobis=fit_mahalanobis(f, labels, num_classes),
         mahalanobis_multi=fit_multilayer_mahalanobis(layers, labels, list(layers), num_classes),
@@ -174,6 +185,7 @@ def fit_statistics(
         meta=dict(meta or {}),
         gp_covariance=gp_covariance,
         purview=purview,
+        tac_mahalanobis=tac_maha,
     )
 
 
@@ -224,6 +236,10 @@ def save_fitted(path: str | os.PathLike, fitted: Fitted) -> None:
         arrays["purview_mean"] = np.asarray(fitted.purview.mean)
         arrays["purview_std"] = np.asarray(fitted.purview.std)
         arrays["purview_eps"] = np.float64(fitted.purview.eps)
+    if fitted.tac_mahalanobis is not None:
+        arrays["tacm_means"] = np.asarray(fitted.tac_mahalanobis.means)
+        arrays["tacm_precision"] = np.asarray(fitted.tac_mahalanobis.precision)
+        arrays["tacm_counts"] = np.asarray(fitted.tac_mahalanobis.counts)
     if fitted.tac_weights is not None:
         arrays["tac_weights"] = np.asarray(fitted.tac_weights[0], np.float32)
         arrays["tac_bias"] = np.float64(fitted.tac_weights[1])
@@ -257,6 +273,9 @@ def load_fitted(path: str | os.PathLike) -> Fitted:
     purview = None
     if "purview_mean" in a:
         purview = PurviewDetector(a["purview_mean"], a["purview_std"], float(a["purview_eps"]))
+    tac_maha = None
+    if "tacm_means" in a:
+        tac_maha = MahalanobisStats(a["tacm_means"], a["tacm_precision"], a["tacm_counts"])
     tac_weights = None
     if "tac_weights" in a:
         tac_weights = (a["tac_weights"], float(a["tac_bias"]))
@@ -277,6 +296,7 @@ def load_fitted(path: str | os.PathLike) -> Fitted:
         gp_covariance=a.get("gp_covariance"),
         purview=purview,
         tac_weights=tac_weights,
+        tac_mahalanobis=tac_maha,
     )
 
 

@@ -291,6 +291,7 @@ def evaluate_run(
     max_fit: int = MAX_FIT,
     batch_size: int = DEFAULT_BATCH,
     plots: bool = True,
+    step: int | None = None,
     command: str | None = None,
     log: Log | None = None,
 ) -> dict[str, Any]:
@@ -321,6 +322,7 @@ def evaluate_run(
       max_fit: training examples the feature-based scores are fitted on, at most.
       batch_size: examples per forward pass.
       plots: write the figures.
+      step: the checkpoint to evaluate (default: the newest).
       command: the command line to print in the report (default: the Python call).
       log: optional progress callback, e.g. ``print``.
 
@@ -346,7 +348,7 @@ def evaluate_run(
     if not attacks or any(a not in robustness.ATTACKS for a in attacks):
         raise ValueError(f"expected attacks from {robustness.ATTACKS}, got {list(attacks)}")
     say(f"loading the run in {workdir}")
-    setup, step, state = load_run(workdir)
+    setup, step, state = load_run(workdir, step=step)
     config = setup.config
     has_tac = setup.tac is not None
     head = head_params(setup, state)

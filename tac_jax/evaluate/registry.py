@@ -89,6 +89,12 @@ SCORES: dict[str, ScoreInfo] = {
         "softmax at the trained scale s",
         ("tac",),
     ),
+    "tac_mahalanobis": ScoreInfo(
+        "tac",
+        "−min_c (a − μ_c)ᵀ Σ⁻¹ (a − μ_c) on TAC's activation vector a: class means and "
+        "shared covariance of a on training examples, the empirical codes (our extension)",
+        ("tac", "fit"),
+    ),
     "tac_weighted": ScoreInfo(
         "tac",
         "Σ_l w_l·mean_m clip(a_lm, −1, 1)K_ŷ,lm: per-layer agreements weighted by a "

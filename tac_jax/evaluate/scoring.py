@@ -85,6 +85,8 @@ def _score_batch(stats, codes, batch, names, knn_k, width=0, deepest=0, scale=10
         out["tac_prediction"] = tac["tac_prediction"]
         out["tac_soft_prediction"] = tac["tac_soft_prediction"]
         out.update({name: tac[name] for name in names if name in tac})
+        if "tac_mahalanobis" in names:
+            out["tac_mahalanobis"] = mahalanobis_score(stats["tac_mahalanobis"], a)
         if "tac_weighted" in names:
             g = block_agreements(a, codes, out["prediction"], width)
             out["tac_weighted"] = weighted_agreement(g, stats["tac_weights"])
@@ -149,8 +151,9 @@ def compute_scores(
       code_width: the entries per tapped layer ``k`` (needed by ``tac_weighted`` and
         ``deepest``).
       scale: the distance-softmax scale TAC was trained with (``tac_prob``).
-      deepest: compute TAC's predictions and scores (but ``tac_weighted``, which weighs
-        every layer) on the deepest this many tapped layers only (0: all).
+      deepest: compute TAC's predictions and scores (but ``tac_weighted`` and
+        ``tac_mahalanobis``, which read every layer) on the deepest this many tapped
+        layers only (0: all).
       batch_size: rows per jitted call; every call (the last one padded) has this many,
         so the scores compile once for all datasets of a run.
 
@@ -174,6 +177,8 @@ def compute_scores(
             )
     if needs_fit(names) and fitted is None:
         raise ValueError("expected fitted statistics for the feature-based scores, got none")
+    if "tac_mahalanobis" in names and fitted.tac_mahalanobis is None:
+        raise ValueError("expected TAC activation statistics for 'tac_mahalanobis', got none")
     if "tac_weighted" in names and (fitted.tac_weights is None or code_width < 1):
         raise ValueError(
             "expected TAC's layer weights (fitted on a validation split) and the code width "

@@ -1,0 +1,243 @@
+r"""The TAC study: choose TAC's settings on validation data, report them on test.
+
+Three steps, after `train.sh` has trained the networks into ROOT (default runs/study):
+
+    python experiments/tac_study/study.py select   # the grid, on validation data only
+    python experiments/tac_study/study.py test     # the choice, on test, over 3 seeds
+    python experiments/tac_study/study.py curves   # the learning curves (curves.png)
+
+``select`` scores every candidate (add-on recipe × checkpoint × deepest-k tapping × TAC
+score) on validation data that no choice has seen: half B of each run's validation split
+(in-distribution and errors), held-out-class images of the *training* file (near),
+the validation parts of the far sets (digits, glyphs, photos) and corrupted validation
+images (shift). ``tac_weighted``'s layer weights are fitted on half A, so it is not
+chosen on the data it was fitted on. The choice maximises the smaller of TAC's two
+margins the issue sets: misclassification AUROC over MSP's, and far-OOD AUROC over the
+best feature score's (KNN, ViM, Mahalanobis), each against the same network's baselines.
+``test`` then runs `tac_jax.evaluate.evaluate_run` with the chosen checkpoint, tapping and
+score on every seed, and aggregates (mean and 95 % t-interval over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from tac_jax.data.arrays import to_float_images
+from tac_jax.evaluate import evaluate_run
+from tac_jax.evaluate.aggregate import aggregate_summaries
+from tac_jax.evaluate.collect import collect, head_params, make_forward
+from tac_jax.evaluate.fitted import fit_tac_weights
+from tac_jax.evaluate.scoring import compute_scores, fitted_for_run, tac_options
+from tac_jax.evaluate.suites import corruption_sets, far_ood_sets
+from tac_jax.metrics import auroc, misclassification_auroc
+from tac_jax.train.checkpoint import Checkpointer
+from tac_jax.train.dataset import load_splits
+from tac_jax.train.setup import CKPT_DIR, load_run
+
+# The add-on recipes of the grid (train.sh), each "<recipe>_s<seed>".
+RECIPES = ("small_l10", "large_l10", "small_l1", "shortbase_small_l10", "demo_recipe")
+TAC_VARIANTS = (
+    "tac",
+    "tac_neg_l1",
+    "tac_pred_l1",
+    "tac_clip",
+    "tac_prob",
+    "tac_weighted",
+    "tac_mahalanobis",
+)
+BASELINES = ("msp", "max_logit", "energy", "knn", "vim", "mahalanobis", "mahalanobis_multi")
+FEATURE = ("knn", "vim", "mahalanobis", "mahalanobis_multi")
+SHOWN = ("tac", "tac_neg_l1", "msp", "max_logit", "energy", "knn", "vim", "mahalanobis",
+         "mahalanobis_multi")  # fmt: skip
+NUM = 2000
+SEVERITIES = (1, 3, 5)
+SHIFT = ("gaussian_noise", "gaussian_blur", "contrast", "fog", "rotation")
+
+
+def _held_out_train(data: ml_collections.ConfigDict, seed: int) -> np.ndarray:
+    """Images of the held-out classes from the training file (the run never saw them)."""
+    everything = ml_collections.ConfigDict(data.to_dict())
+    everything.classes = ()
+    everything.validation_fraction = 0.0
+    everything.num_classes = np.iinfo(np.int32).max
+    train = load_splits(everything, seed)["train"]
+    index = np.flatnonzero(~np.isin(train["label"], np.asarray(tuple(data.classes))))
+    index = np.sort(np.random.default_rng(seed).choice(index, min(NUM, len(index)), replace=False))
+    return to_float_images(train["image"][index])
+
+
+def validation_sets(data: ml_collections.ConfigDict, val: Mapping[str, np.ndarray]):
+    """``{kind: [images, ...]}``: near, far and shift sets built from validation data."""
+    x = to_float_images(val["image"])
+    pick = np.random.default_rng(1).choice(len(x), min(NUM, len(x)), replace=False)
+    shifted = corruption_sets(x[np.sort(pick)], corruptions=SHIFT, severities=SEVERITIES, seed=1)
+    return {
+        "near": [_held_out_train(data, 0)],
+        "far": [s.images for s in far_ood_sets(NUM, part="validation", like=x)],
+        "shift": [s.images for s in shifted],
+    }
+
+
+def _halves(n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(0).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+
+
+def score_candidate(workdir: str, step: int, deepests: Sequence[int], log=print) -> list[dict]:
+    """Every TAC variant (per deepest-k) and baseline of one checkpoint, on validation."""
+    setup, step, state = load_run(workdir, step=step)
+    splits = load_splits(setup.config.data, setup.config.seed)
+    val = splits["validation"]
+    forward = make_forward(setup, state)
+    fitted = fitted_for_run(workdir, forward, step, splits["train"], head_params(setup, state),
+                            log=log)  # fmt: skip
+    half_a, half_b = _halves(len(val["label"]))
+    held = collect(forward, val["image"][half_a])
+    fitted.tac_weights = fit_tac_weights(held, val["label"][half_a], setup.tac.codes.matrix,
+                                         setup.tac.codes.width)  # fmt: skip
+    sets = validation_sets(setup.config.data, val)
+    outputs = {"in": collect(forward, val["image"][half_b])}
+    for kind, images in sets.items():
+        outputs.update({f"{kind}{i}": collect(forward, x) for i, x in enumerate(images)})
+    labels = val["label"][half_b]
+    rows = []
+    for deepest in deepests:
+        options = tac_options(setup, state, deepest)
+        names = TAC_VARIANTS + (BASELINES if deepest == 0 else ())
+        scores = {k: compute_scores(o, names, fitted=fitted, **options) for k, o in outputs.items()}
+        correct = scores["in"]["prediction"] == labels
+        for name in names:
+            row = {"run": os.path.basename(workdir), "step": step, "deepest": deepest, "score": name,
+                   "misclassification_auroc": misclassification_auroc(scores["in"][name], correct)}  # fmt: skip
+            if name in BASELINES:
+                row["deepest"] = None
+            for kind, images in sets.items():
+                row[kind] = float(np.mean([auroc(scores["in"][name], scores[f"{kind}{i}"][name])
+                                           for i in range(len(images))]))  # fmt: skip
+            if name == "tac":
+                row["tac_accuracy"] = float(np.mean(scores["in"]["tac_prediction"] == labels))
+                row["tac_soft_accuracy"] = float(
+                    np.mean(scores["in"]["tac_soft_prediction"] == labels)
+                )
+            rows.append(row)
+    return rows
+
+
+def choose(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The TAC candidate with the largest worst margin over the two targets."""
+    best = None
+    for row in rows:
+        if row["score"] not in TAC_VARIANTS:
+            continue
+        same = [r for r in rows if r["run"] == row["run"] and r["step"] == row["step"]]
+        msp = next(r for r in same if r["score"] == "msp")
+        feature = max(r["far"] for r in same if r["score"] in FEATURE)
+        margins = (
+            row["misclassification_auroc"] - msp["misclassification_auroc"],
+            row["far"] - feature,
+        )
+        candidate = {**row, "margin_misclassification": margins[0], "margin_far": margins[1],
+                     "worst_margin": min(margins)}  # fmt: skip
+        if best is None or candidate["worst_margin"] > best["worst_margin"]:
+            best = candidate
+    return best
+
+
+def cmd_select(root: str, out: str) -> None:
+    rows: list[dict] = []
+    for recipe in RECIPES:
+        workdir = os.path.join(root, f"{recipe}_s0")
+        if not os.path.exists(os.path.join(workdir, "final_metrics.json")):
+            print(f"skipping {workdir}: not trained", file=sys.stderr)
+            continue
+        with Checkpointer(os.path.join(workdir, CKPT_DIR)) as ckpt:
+            steps = ckpt.all_steps()
+        for step in steps:
+            print(f"scoring {workdir} at step {step}", flush=True)
+            rows += score_candidate(workdir, step, (0, 1, 2, 3), log=lambda _: None)
+    choice = choose(rows)
+    _write_json(os.path.join(out, "select.json"), {"rows": rows, "choice": choice})
+    print(json.dumps(choice, indent=1))
+
+
+def cmd_test(root: str, out: str, seeds: Sequence[int]) -> None:
+    with open(os.path.join(out, "select.json")) as f:
+        choice = json.load(f)["choice"]
+    recipe = choice["run"].rsplit("_s", 1)[0]
+    runs = []
+    for seed in seeds:
+        workdir = os.path.join(root, f"{recipe}_s{seed}")
+        print(f"evaluating {workdir} at step {choice['step']}", flush=True)
+        metrics = evaluate_run(workdir, step=choice["step"], deepest=choice["deepest"] or 0,
+                               epsilons=(), bootstrap=200, num_ood=NUM, log=print)  # fmt: skip
+        runs.append(metrics)
+        _write_json(os.path.join(out, f"metrics_seed{seed}.json"),
+                    {k: metrics[k] for k in ("run", "evaluation", "accuracy", "summary", "layers")})  # fmt: skip
+    aggregated = aggregate_summaries(runs)
+    _write_json(os.path.join(out, "test.json"), {"choice": choice, "aggregated": aggregated})
+
+
+def cmd_curves(root: str, out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name, "metrics.jsonl")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            val = [json.loads(line) for line in f if '"validation"' in line]
+        if not val:
+            continue
+        base = name.startswith(("base", "short_base"))
+        key = "accuracy" if base else "tac_accuracy"
+        steps = [r["step"] for r in val if key in r]
+        ax = axes[0 if base else 1]
+        ax.plot(steps, [r[key] for r in val if key in r], marker=".", label=name)
+    axes[0].set(title="bases: validation accuracy", xlabel="step (batch 128)", ylabel="accuracy")
+    axes[1].set(title="TAC add-ons: validation TAC accuracy", xlabel="step", ylabel="accuracy")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "curves.png"), dpi=110)
+
+
+def _write_json(path: str, value: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("select", "test", "curves"))
+    parser.add_argument("--root", default="runs/study")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--seeds", default="0,1,2")
+    args = parser.parse_args(argv)
+    if args.step == "select":
+        cmd_select(args.root, args.out)
+    elif args.step == "test":
+        cmd_test(args.root, args.out, [int(s) for s in args.seeds.split(",")])
+    else:
+        os.makedirs(args.out, exist_ok=True)
+        cmd_curves(args.root, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
