@@ -134,8 +134,9 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_deepest_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--deepest", type=int, default=0,
-        help="TAC's predictions and scores on the deepest K tapped layers (default 0: all)",
+        "--deepest", type=int,
+        help="TAC's predictions and scores on the deepest K tapped layers, 0 all "
+        "(default: the run's config.tac.score_deepest)",
     )  # fmt: skip
 
 

@@ -284,7 +284,7 @@ def evaluate_run(
     scores: Sequence[str] | None = None,
     severities: Sequence[int] = (1, 3, 5),
     corruptions: Sequence[str] | None = None,
-    deepest: int = 0,
+    deepest: int | None = None,
     epsilons: Sequence[float] = robustness.EPSILONS,
     attacks: Sequence[str] = robustness.ATTACKS,
     attack_size: int = robustness.SIZE,
@@ -314,7 +314,8 @@ def evaluate_run(
       severities: corruption severities of the fmnist suite.
       corruptions: corruption names (default: the suite's).
       deepest: TAC's predictions and scores on the deepest this many tapped layers
-        (0: all; ``tac_weighted`` always weighs every layer).
+        (0: all; ``tac_weighted`` and ``tac_mahalanobis`` always read every layer);
+        default: the run's ``config.tac.score_deepest``.
       epsilons: the L∞ radii of the PGD attacks (images in [0, 1]); empty: no attack
         (text runs are never attacked: their inputs are integers).
       attacks: from ``("pgd", "fgsm")``, each run at every ε on the same inputs.
@@ -425,7 +426,7 @@ def evaluate_run(
             "bootstrap": int(bootstrap),
             "seed": int(seed),
             "scores": list(names),
-            "deepest": int(deepest),
+            "deepest": int(options.get("deepest", 0)),
             "fit_examples": fitted.meta.get("fit_examples") if fitted else None,
             "knn_k": fitted.knn_k if fitted else None,
             "max_fit": int(max_fit),

@@ -217,9 +217,12 @@ def compute_scores(
     return {k: v.astype(np.float32) if k in SCORES else v for k, v in result.items()}
 
 
-def tac_options(setup: Any, state: Any, deepest: int = 0) -> dict[str, Any]:
+def tac_options(setup: Any, state: Any, deepest: int | None = None) -> dict[str, Any]:
     """`compute_scores`' TAC arguments for a loaded run: its ``codes``, ``code_width``,
-    the trained distance-softmax ``scale`` and ``deepest``; empty for a run without TAC."""
+    the trained distance-softmax ``scale`` and ``deepest`` (None: the run's
+    ``config.tac.score_deepest``); empty for a run without TAC."""
+    if deepest is None:
+        deepest = int(setup.config.tac.get("score_deepest", 0)) if setup.tac is not None else 0
     if setup.tac is None:
         if deepest:
             raise ValueError(f"expected a TAC run for deepest={deepest}, got a run without TAC")
@@ -335,7 +338,7 @@ def score_file(
     scores: Sequence[str] | None = None,
     max_fit: int = MAX_FIT,
     seed: int = 0,
-    deepest: int = 0,
+    deepest: int | None = None,
     log: Log | None = None,
 ) -> dict[str, np.ndarray]:
     """Scores every input of an array file with a trained run and writes an ``.npz``.
@@ -353,7 +356,8 @@ def score_file(
       scores: the scores to compute (default: every one this run supports).
       max_fit: training examples the feature statistics are fitted on, at most.
       seed: picks that subset when the training split is larger.
-      deepest: TAC's scores on the deepest this many tapped layers (0: all).
+      deepest: TAC's scores on the deepest this many tapped layers (0: all); default:
+        the run's ``config.tac.score_deepest``.
       log: optional progress callback.
 
     Returns:

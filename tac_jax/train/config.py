@@ -154,6 +154,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.tac.head_weight = 1.0
     config.tac.code_noise = 0.15
     config.tac.mixup_alpha = 0.0
+    # TAC's predictions and scores at evaluation read the deepest this many tapped
+    # layers (0: all); `evaluate --deepest` and `score --deepest` override it.
+    config.tac.score_deepest = 0
     # Adversarial training (METHODS §1): PGD replaces the first half of each batch.
     config.tac.adversarial_epsilon = 0.0
     config.tac.adversarial_steps = 10
