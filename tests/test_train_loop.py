@@ -35,7 +35,10 @@ def runs(tmp_path_factory):
     args = ["train", "--config", str(SMOKE), "--workdir", str(base)]
     assert cli.main([*args, "--config.mode=base", "--config.progress=false"]) == 0
     addon_results = train_and_evaluate(smoke(base_workdir=str(base)), addon)
-    scratch_results = train_and_evaluate(smoke(mode="scratch"), scratch)
+    # The scratch run also records its validation learning curve every 10 steps.
+    scratch_config = smoke(mode="scratch", eval_every=10)
+    scratch_config.data.validation_fraction = 0.05
+    scratch_results = train_and_evaluate(scratch_config, scratch)
     return {
         "base": (base, json.loads((base / "final_metrics.json").read_text())),
         "addon": (addon, addon_results),
@@ -91,7 +94,9 @@ def test_scratch_trains_base_and_tac_jointly(runs):
         losses = train_losses(workdir, name)
         assert np.all(np.isfinite(losses)), name
     assert train_losses(workdir, "tac_l1")[-1] < train_losses(workdir, "tac_l1")[0]
-    assert set(results) == {"step", "test_accuracy", "test_tac_accuracy", "test_count"}
+    assert set(results) == {"step", "test_accuracy", "test_tac_accuracy", "test_count"} | {
+        "validation_accuracy", "validation_tac_accuracy", "validation_count",
+    }  # fmt: skip
     assert results["step"] == 20 and results["test_count"] == 512
 
 
@@ -111,3 +116,15 @@ def test_addon_refuses_a_base_workdir_of_another_mode(runs, tmp_path):
         train_and_evaluate(smoke(base_workdir=str(scratch_dir)), tmp_path)
     with pytest.raises(FileNotFoundError, match="expected a checkpoint under"):
         train_and_evaluate(smoke(base_workdir=str(tmp_path / "nothing")), tmp_path)
+
+
+def test_the_validation_learning_curve_is_recorded(runs):
+    workdir, results = runs["scratch"]
+    curve = read_metrics(workdir, "validation")
+    # Step 10 from eval_every, step 20 the final evaluation (not written twice).
+    assert [r["step"] for r in curve] == [10, 20]
+    assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["tac_accuracy"] <= 1.0 for r in curve)
+    assert curve[-1]["accuracy"] == results["validation_accuracy"]
+    assert curve[-1]["tac_accuracy"] == results["validation_tac_accuracy"]
+    # The base run has no validation split: no curve, whatever eval_every says.
+    assert read_metrics(runs["base"][0], "validation") == []

@@ -15,9 +15,10 @@ plateaued), validation accuracy every 500 steps.
 authors' MNIST one: all four convolutions tapped, "small" (one Dense) projections,
 16-wide Hadamard codes, code noise 0.15, fixed scale 10, CE + 10·L1, SGD lr 0.1,
 momentum 0.9, wd 5e-5, clipping 1.0, batch 8, ×0.1 decay at 50 %, their augmentation
-(random resized crop 0.5–1, rotation ±30°, uniform noise), validation TAC accuracy every
-2,500 steps. One deviation: the base head stays frozen (the authors keep training it on
-detached features), so the add-on leaves the base's predictions exactly as they were.
+(random resized crop 0.5–1, rotation ±30°, uniform noise). 40,000 steps of 8 (6.7
+epochs; about 4 min here), validation TAC accuracy every 2,500 steps. One deviation: the
+base head stays frozen (the authors keep training it on detached features), so the
+add-on leaves the base's predictions exactly as they were.
 
     tac-jax train --config experiments/configs/tac_study.py:base --workdir runs/study/base0
     tac-jax train --config experiments/configs/tac_study.py:addon --workdir runs/study/tac0 \
