@@ -4,6 +4,7 @@ Three steps, after `train.sh` has trained the networks into ROOT (default runs/s
 
     python experiments/tac_study/study.py select   # the grid, on validation data only
     python experiments/tac_study/study.py test     # the choice, on test, over 3 seeds
+    python experiments/tac_study/study.py report   # results/study.md from the two
     python experiments/tac_study/study.py curves   # the learning curves (curves.png)
 
 ``select`` scores every candidate (add-on recipe × checkpoint × deepest-k tapping × TAC
@@ -185,6 +186,132 @@ def cmd_test(root: str, out: str, seeds: Sequence[int]) -> None:
     _write_json(os.path.join(out, "test.json"), {"choice": choice, "aggregated": aggregated})
 
 
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def selection_tables(select: Mapping[str, Any]) -> list[str]:
+    """Validation: per recipe and checkpoint, its best TAC candidate beside MSP and the
+    best feature score; then every TAC variant × tapping at the chosen checkpoint."""
+    rows, choice = select["rows"], select["choice"]
+    lines = [
+        "| add-on (seed 0) | step | best TAC score (deepest) | misclass. | near | far | shift "
+        "| MSP misclass. | best feature far | worst margin |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run, step in dict.fromkeys((r["run"], r["step"]) for r in rows):
+        best = choose([r for r in rows if r["run"] == run and r["step"] == step])
+        same = [r for r in rows if r["run"] == run and r["step"] == step]
+        msp = next(r for r in same if r["score"] == "msp")
+        feat = max((r for r in same if r["score"] in FEATURE), key=lambda r: r["far"])
+        lines.append(
+            f"| {run} | {step} | `{best['score']}` ({best['deepest']}) | "
+            f"{_fmt(best['misclassification_auroc'])} | {_fmt(best['near'])} | "
+            f"{_fmt(best['far'])} | {_fmt(best['shift'])} | "
+            f"{_fmt(msp['misclassification_auroc'])} | {_fmt(feat['far'])} (`{feat['score']}`) | "
+            f"{best['worst_margin']:+.3f} |"
+        )
+    lines += [
+        "",
+        f"At the chosen checkpoint ({choice['run']}, step {choice['step']}), every candidate:",
+        "",
+        "| score | deepest | misclass. | near | far | shift | TAC acc. (Hamming / soft) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["run"] != choice["run"] or r["step"] != choice["step"]:
+            continue
+        acc = ""
+        if "tac_accuracy" in r:
+            acc = f"{r['tac_accuracy']:.3f} / {r['tac_soft_accuracy']:.3f}"
+        deepest = "–" if r["deepest"] is None else ("all" if r["deepest"] == 0 else r["deepest"])
+        lines.append(
+            f"| `{r['score']}` | {deepest} | {_fmt(r['misclassification_auroc'])} | "
+            f"{_fmt(r['near'])} | {_fmt(r['far'])} | {_fmt(r['shift'])} | {acc} |"
+        )
+    return lines
+
+
+def value_table(aggregated: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    grid = [c for c in range(1, 11)]
+    lines = ["| score | " + " | ".join(f"c_err={c}" for c in grid) + " |"]
+    lines.append("|---" * (len(grid) + 1) + "|")
+    for name in names:
+        row = aggregated.get(name, {})
+        cells = [_fmt(row.get(f"value_c_err_{c}", {}).get("mean")) for c in grid]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return lines
+
+
+def layers_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    layers = runs[0]["layers"]
+    kinds = layers["kinds"]
+    lines = ["| layer | TAC acc. | misclass. | " + " | ".join(kinds) + " | near ±1 | weight |"]
+    lines.append("|---" * (5 + len(kinds)) + "|")
+    for i, name in enumerate(layers["layers"]):
+        rows = [r["layers"]["rows"][name] for r in runs]
+        mean = lambda xs: float(np.mean([x for x in xs if x is not None]))  # noqa: E731
+        weights = [r["layers"].get("weights") for r in runs]
+        w = "–" if name == "all" or not all(weights) else _fmt(mean([x[i] for x in weights]))
+        cells = [
+            mean([r["accuracy"] for r in rows]),
+            mean([r["misclassification_auroc"] for r in rows]),
+        ]
+        cells += [mean([r["ood_auroc"][k] for r in rows]) for k in kinds]
+        cells += [mean([r["near_code"] for r in rows])]
+        lines.append(f"| `{name}` | " + " | ".join(_fmt(c) for c in cells) + f" | {w} |")
+    return lines
+
+
+def cmd_report(out: str) -> None:
+    """``study.md``: the selection on validation and the test table over seeds."""
+    from tac_jax.evaluate.aggregate import HEADLINE, summary_table
+
+    with open(os.path.join(out, "select.json")) as f:
+        select = json.load(f)
+    with open(os.path.join(out, "test.json")) as f:
+        test = json.load(f)
+    choice, aggregated = test["choice"], test["aggregated"]
+    runs = []
+    for name in sorted(os.listdir(out)):
+        if name.startswith("metrics_seed"):
+            with open(os.path.join(out, name)) as f:
+                runs.append(json.load(f))
+    chosen = choice["score"]
+    names = list(dict.fromkeys([chosen, *SHOWN, *(n for n in TAC_VARIANTS if n in aggregated)]))
+    shown = {n: aggregated[n] for n in names if n in aggregated}
+    fields = [f for f in HEADLINE if f[0] != "mean_ood_auroc_synthetic"]
+    accuracy = {k: [r["accuracy"][k] for r in runs] for k in ("base", "tac", "tac_soft")}
+    lines = [
+        "# TAC study: results",
+        "",
+        f"Chosen on validation: `{chosen}` with deepest = {choice['deepest']} on "
+        f"{choice['run'].rsplit('_s', 1)[0]} at step {choice['step']}.",
+        "",
+        "## Test, over seeds (mean ± 95 % t-interval half-width)",
+        "",
+        summary_table(shown, fields),
+        "",
+        "Accuracy (mean over seeds): base "
+        + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in accuracy.items()),
+        "",
+        "## Value of the reject option at every c_err (test, mean over seeds)",
+        "",
+        *value_table(aggregated, names),
+        "",
+        "## Per layer (test, mean over seeds)",
+        "",
+        *layers_table(runs),
+        "",
+        "## Selection (validation only)",
+        "",
+        *selection_tables(select),
+        "",
+    ]
+    with open(os.path.join(out, "study.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
 def cmd_curves(root: str, out: str) -> None:
     import matplotlib
 
@@ -224,7 +351,7 @@ def _write_json(path: str, value: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("select", "test", "curves"))
+    parser.add_argument("step", choices=("select", "test", "report", "curves"))
     parser.add_argument("--root", default="runs/study")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--seeds", default="0,1,2")
@@ -233,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd_select(args.root, args.out)
     elif args.step == "test":
         cmd_test(args.root, args.out, [int(s) for s in args.seeds.split(",")])
+    elif args.step == "report":
+        cmd_report(args.out)
     else:
         os.makedirs(args.out, exist_ok=True)
         cmd_curves(args.root, args.out)
