@@ -227,7 +227,7 @@ def test_resolve_scores_per_kind_of_run():
     assert set(scoring.TAC_NAMES) <= set(tac_run)
     # The layer-weighted score is fitted on validation data: no split, no score.
     no_val = scoring.resolve_scores(None, base | {"tac"})
-    assert set(scoring.TAC_NAMES) - set(no_val) == {"tac_weighted"}
+    assert set(scoring.TAC_NAMES) - set(no_val) == {"tac_weighted", "tac_fused"}
     with pytest.raises(ValueError, match="no validation split"):
         scoring.resolve_scores(["tac_weighted"], base | {"tac"})
     base_only = scoring.resolve_scores(None, base)
@@ -329,6 +329,7 @@ def test_compute_scores_matches_the_score_functions():
     codes = np.sign(RNG.normal(size=(3, 8))).astype(np.float32)
     # Two tapped layers of 4 entries; weights as if fitted on validation data.
     fitted.tac_weights = (np.array([0.5, 2.0], np.float32), -1.0)
+    fitted.tac_fuse = np.array([0.1, 0.5, -20.0, 4.0], np.float32)
     out = scoring.compute_scores(test, tuple(scoring.SCORES), fitted=fitted, codes=codes,
                                  code_width=4, scale=3.0, batch_size=16)  # fmt: skip
     f, z = test["penultimate"], test["logits"]
@@ -338,6 +339,11 @@ def test_compute_scores_matches_the_score_functions():
     expected["tac_mahalanobis"] = mahalanobis_score(
         fit_mahalanobis(train["activation"], labels, 3), test["activation"]
     )
+    # Standardised on held-out statistics [μ_w, σ_w, μ_m, σ_m], λ = 0.5 by default.
+    fuse = fitted.tac_fuse
+    expected["tac_fused"] = (expected["tac_weighted"] - fuse[0]) / fuse[1] + 0.5 * (
+        np.asarray(expected["tac_mahalanobis"]) - fuse[2]
+    ) / fuse[3]
     expected.update(
         msp=msp(z),
         entropy=neg_entropy(z),
@@ -392,11 +398,13 @@ def test_fitted_statistics_round_trip_and_cache(tmp_path):
         return fitted
 
     fitted.tac_weights = (np.array([0.25, 1.5], np.float32), -0.5)
+    fitted.tac_fuse = np.array([0.1, 0.5, -20.0, 4.0], np.float32)
     meta = fitted_lib.fingerprint(7, 30, 100, 0, ["l0", "l1"], validation_examples=12)
     first = fitted_lib.fit_or_load(path, meta, fit)
     again = fitted_lib.fit_or_load(path, dict(meta), fit)
     assert len(calls) == 1 and again.meta == first.meta
     np.testing.assert_array_equal(again.tac_weights[0], [0.25, 1.5])
+    np.testing.assert_array_equal(again.tac_fuse, np.float32([0.1, 0.5, -20.0, 4.0]))
     assert again.tac_weights[1] == -0.5
     names = tuple(n for n in scoring.SCORES if n not in scoring.TAC_NAMES)
     a = scoring.compute_scores(test, names, fitted=fitted)
@@ -605,3 +613,12 @@ def test_build_suite_by_name_or_sets():
 @pytest.mark.parametrize("module", [tables, report, fitted_lib, harness, scoring])
 def test_docstring_examples(module):
     assert doctest.testmod(module).failed == 0
+
+
+def test_fuse_statistics_standardise_held_out_scores():
+    held = {"tac_weighted": np.array([1.0, 3.0, np.inf]), "tac_mahalanobis": np.full(3, -5.0)}
+    np.testing.assert_allclose(fitted_lib.fuse_statistics(held), [2.0, 1.0, -5.0, 1e-6])
+    with pytest.raises(ValueError, match="at least 2 finite held-out tac_weighted"):
+        fitted_lib.fuse_statistics(
+            {"tac_weighted": np.array([1.0]), "tac_mahalanobis": held["tac_mahalanobis"]}
+        )

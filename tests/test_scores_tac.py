@@ -160,3 +160,16 @@ def test_fit_block_weights_finds_the_informative_layer():
         fit_block_weights(np.ones((5, 2)), np.ones(5, bool))
     with pytest.raises(ValueError, match="expected \\(N, L\\) agreements"):
         fit_block_weights(np.ones(5), np.ones(5, bool))
+
+
+def test_fused_confidence_adds_the_standardised_scores():
+    from tac_jax.scores.tac import fused_confidence
+
+    stats = jnp.array([1.0, 2.0, -6.0, 4.0])
+    # z_w = (3 − 1)/2 = 1, z_m = (−10 + 6)/4 = −1: 1 + λ·(−1).
+    out = fused_confidence(jnp.array([3.0, 1.0]), jnp.array([-10.0, -6.0]), stats, 0.25)
+    np.testing.assert_allclose(out, [0.75, 0.0])
+    # λ = 0 is the layer-weighted score alone, standardised.
+    np.testing.assert_allclose(
+        fused_confidence(jnp.array([5.0]), jnp.array([0.0]), stats, 0.0), [2.0]
+    )

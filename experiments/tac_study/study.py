@@ -35,7 +35,7 @@ from tac_jax.data.arrays import to_float_images
 from tac_jax.evaluate import evaluate_run
 from tac_jax.evaluate.aggregate import aggregate_summaries
 from tac_jax.evaluate.collect import collect, head_params, make_forward
-from tac_jax.evaluate.fitted import fit_tac_weights
+from tac_jax.evaluate.fitted import fit_tac_weights, fuse_statistics
 from tac_jax.evaluate.scoring import compute_scores, fitted_for_run, tac_options
 from tac_jax.evaluate.suites import corruption_sets, far_ood_sets
 from tac_jax.metrics import auroc, misclassification_auroc
@@ -44,7 +44,16 @@ from tac_jax.train.dataset import load_splits
 from tac_jax.train.setup import CKPT_DIR, load_run
 
 # The add-on recipes of the grid (train.sh), each "<recipe>_s<seed>".
-RECIPES = ("small_l10", "large_l10", "small_l1", "shortbase_small_l10", "demo_recipe")
+RECIPES = (
+    "small_l10",
+    "large_l10",
+    "small_l1",
+    "shortbase_small_l10",
+    "demo_recipe",
+    "small_l10_noaug",
+    "large_l10_noaug",
+    "large_l10_long",
+)
 TAC_VARIANTS = (
     "tac",
     "tac_neg_l1",
@@ -53,12 +62,17 @@ TAC_VARIANTS = (
     "tac_prob",
     "tac_weighted",
     "tac_mahalanobis",
+    "tac_fused",
 )
+# Scores that read every layer whatever the tapping: scored once, at deepest = 0.
+ALL_LAYERS = ("tac_weighted", "tac_mahalanobis", "tac_fused")
+FUSE_WEIGHTS = (0.25, 0.5, 1.0)
 BASELINES = ("msp", "max_logit", "energy", "knn", "vim", "mahalanobis", "mahalanobis_multi")
 FEATURE = ("knn", "vim", "mahalanobis", "mahalanobis_multi")
 SHOWN = ("tac", "tac_neg_l1", "msp", "max_logit", "energy", "knn", "vim", "mahalanobis",
          "mahalanobis_multi")  # fmt: skip
 NUM = 2000
+NUM_SHIFT = 1000  # validation images per corruption and severity
 SEVERITIES = (1, 3, 5)
 SHIFT = ("gaussian_noise", "gaussian_blur", "contrast", "fog", "rotation")
 
@@ -78,7 +92,7 @@ def _held_out_train(data: ml_collections.ConfigDict, seed: int) -> np.ndarray:
 def validation_sets(data: ml_collections.ConfigDict, val: Mapping[str, np.ndarray]):
     """``{kind: [images, ...]}``: near, far and shift sets built from validation data."""
     x = to_float_images(val["image"])
-    pick = np.random.default_rng(1).choice(len(x), min(NUM, len(x)), replace=False)
+    pick = np.random.default_rng(1).choice(len(x), min(NUM_SHIFT, len(x)), replace=False)
     shifted = corruption_sets(x[np.sort(pick)], corruptions=SHIFT, severities=SEVERITIES, seed=1)
     return {
         "near": [_held_out_train(data, 0)],
@@ -102,22 +116,33 @@ def score_candidate(workdir: str, step: int, deepests: Sequence[int], log=print)
                             log=log)  # fmt: skip
     half_a, half_b = _halves(len(val["label"]))
     held = collect(forward, val["image"][half_a])
-    fitted.tac_weights = fit_tac_weights(held, val["label"][half_a], setup.tac.codes.matrix,
-                                         setup.tac.codes.width)  # fmt: skip
+    codes, width = setup.tac.codes.matrix, setup.tac.codes.width
+    fitted.tac_weights = fit_tac_weights(held, val["label"][half_a], codes, width)
+    fitted.tac_fuse = fuse_statistics(compute_scores(
+        held, ("tac_weighted", "tac_mahalanobis"), fitted=fitted, codes=codes, code_width=width
+    ))  # fmt: skip
     sets = validation_sets(setup.config.data, val)
     outputs = {"in": collect(forward, val["image"][half_b])}
     for kind, images in sets.items():
         outputs.update({f"{kind}{i}": collect(forward, x) for i, x in enumerate(images)})
     labels = val["label"][half_b]
     rows = []
-    for deepest in deepests:
-        options = tac_options(setup, state, deepest)
-        names = TAC_VARIANTS + (BASELINES if deepest == 0 else ())
+    passes = [(d, None) for d in deepests] + [(0, w) for w in FUSE_WEIGHTS[1:]]
+    for deepest, fuse in passes:
+        options = tac_options(setup, state, deepest, fuse or FUSE_WEIGHTS[0])
+        if fuse is not None:
+            names = ("tac_fused",)
+        elif deepest:
+            names = tuple(n for n in TAC_VARIANTS if n not in ALL_LAYERS)
+        else:
+            names = TAC_VARIANTS + BASELINES
         scores = {k: compute_scores(o, names, fitted=fitted, **options) for k, o in outputs.items()}
         correct = scores["in"]["prediction"] == labels
         for name in names:
             row = {"run": os.path.basename(workdir), "step": step, "deepest": deepest, "score": name,
                    "misclassification_auroc": misclassification_auroc(scores["in"][name], correct)}  # fmt: skip
+            if name == "tac_fused":
+                row["fuse_weight"] = options["fuse_weight"]
             if name in BASELINES:
                 row["deepest"] = None
             for kind, images in sets.items():
@@ -178,7 +203,8 @@ def cmd_test(root: str, out: str, seeds: Sequence[int]) -> None:
         workdir = os.path.join(root, f"{recipe}_s{seed}")
         print(f"evaluating {workdir} at step {choice['step']}", flush=True)
         metrics = evaluate_run(workdir, step=choice["step"], deepest=choice["deepest"] or 0,
-                               epsilons=(), bootstrap=200, num_ood=NUM, log=print)  # fmt: skip
+                               fuse_weight=choice.get("fuse_weight"), epsilons=(),
+                               bootstrap=200, num_ood=NUM, log=print)  # fmt: skip
         runs.append(metrics)
         _write_json(os.path.join(out, f"metrics_seed{seed}.json"),
                     {k: metrics[k] for k in ("run", "evaluation", "accuracy", "summary", "layers")})  # fmt: skip
@@ -190,12 +216,20 @@ def _fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
+def _setting(row: Mapping[str, Any]) -> str:
+    if row.get("fuse_weight") is not None:
+        return f"λ = {row['fuse_weight']:g}"
+    if row["deepest"] is None or row["score"] in ALL_LAYERS:
+        return "all layers" if row["score"] in TAC_VARIANTS else "–"
+    return "all layers" if row["deepest"] == 0 else f"deepest {row['deepest']}"
+
+
 def selection_tables(select: Mapping[str, Any]) -> list[str]:
     """Validation: per recipe and checkpoint, its best TAC candidate beside MSP and the
     best feature score; then every TAC variant × tapping at the chosen checkpoint."""
     rows, choice = select["rows"], select["choice"]
     lines = [
-        "| add-on (seed 0) | step | best TAC score (deepest) | misclass. | near | far | shift "
+        "| add-on (seed 0) | step | best TAC score (setting) | misclass. | near | far | shift "
         "| MSP misclass. | best feature far | worst margin |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -205,7 +239,7 @@ def selection_tables(select: Mapping[str, Any]) -> list[str]:
         msp = next(r for r in same if r["score"] == "msp")
         feat = max((r for r in same if r["score"] in FEATURE), key=lambda r: r["far"])
         lines.append(
-            f"| {run} | {step} | `{best['score']}` ({best['deepest']}) | "
+            f"| {run} | {step} | `{best['score']}` ({_setting(best)}) | "
             f"{_fmt(best['misclassification_auroc'])} | {_fmt(best['near'])} | "
             f"{_fmt(best['far'])} | {_fmt(best['shift'])} | "
             f"{_fmt(msp['misclassification_auroc'])} | {_fmt(feat['far'])} (`{feat['score']}`) | "
@@ -215,7 +249,7 @@ def selection_tables(select: Mapping[str, Any]) -> list[str]:
         "",
         f"At the chosen checkpoint ({choice['run']}, step {choice['step']}), every candidate:",
         "",
-        "| score | deepest | misclass. | near | far | shift | TAC acc. (Hamming / soft) |",
+        "| score | setting | misclass. | near | far | shift | TAC acc. (Hamming / soft) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -224,9 +258,8 @@ def selection_tables(select: Mapping[str, Any]) -> list[str]:
         acc = ""
         if "tac_accuracy" in r:
             acc = f"{r['tac_accuracy']:.3f} / {r['tac_soft_accuracy']:.3f}"
-        deepest = "–" if r["deepest"] is None else ("all" if r["deepest"] == 0 else r["deepest"])
         lines.append(
-            f"| `{r['score']}` | {deepest} | {_fmt(r['misclassification_auroc'])} | "
+            f"| `{r['score']}` | {_setting(r)} | {_fmt(r['misclassification_auroc'])} | "
             f"{_fmt(r['near'])} | {_fmt(r['far'])} | {_fmt(r['shift'])} | {acc} |"
         )
     return lines
@@ -285,7 +318,7 @@ def cmd_report(out: str) -> None:
     lines = [
         "# TAC study: results",
         "",
-        f"Chosen on validation: `{chosen}` with deepest = {choice['deepest']} on "
+        f"Chosen on validation: `{chosen}` ({_setting(choice)}) on "
         f"{choice['run'].rsplit('_s', 1)[0]} at step {choice['step']}.",
         "",
         "## Test, over seeds (mean ± 95 % t-interval half-width)",
@@ -318,8 +351,8 @@ def cmd_curves(root: str, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for name in sorted(os.listdir(root)):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, name in enumerate(sorted(os.listdir(root))):
         path = os.path.join(root, name, "metrics.jsonl")
         if not os.path.exists(path):
             continue
@@ -331,9 +364,11 @@ def cmd_curves(root: str, out: str) -> None:
         key = "accuracy" if base else "tac_accuracy"
         steps = [r["step"] for r in val if key in r]
         ax = axes[0 if base else 1]
-        ax.plot(steps, [r[key] for r in val if key in r], marker=".", label=name)
+        style = {"color": plt.cm.tab20(i % 20), "ls": ("-", "--", ":")[i % 3]}
+        ax.plot(steps, [r[key] for r in val if key in r], marker=".", label=name, **style)
     axes[0].set(title="bases: validation accuracy", xlabel="step (batch 128)", ylabel="accuracy")
-    axes[1].set(title="TAC add-ons: validation TAC accuracy", xlabel="step", ylabel="accuracy")
+    axes[1].set(title="TAC add-ons: validation TAC accuracy", xlabel="step", ylabel="accuracy",
+                xscale="log")  # fmt: skip
     for ax in axes:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)

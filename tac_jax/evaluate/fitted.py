@@ -45,7 +45,7 @@ FITTED_FILE = "fitted.npz"
 MAX_FIT = 20_000
 KNN_K = 50
 REACT_PERCENTILE = 90.0
-_FORMAT = 4
+_FORMAT = 5
 
 
 @dataclasses.dataclass
@@ -70,6 +70,8 @@ class Fitted:
       tac_weights: the layer-weighted TAC confidence's ``(weights (L,), bias)``,
         fitted on the run's **validation** split (`tac_jax.scores.tac.fit_block_weights`),
         or None (not a TAC run, or no validation split).
+      tac_fuse: ``[μ, σ]`` of ``tac_weighted`` then of ``tac_mahalanobis`` on the same
+        validation split (``tac_fused``'s standardisation), or None.
     """
 
     mahalanobis: MahalanobisStats
@@ -85,6 +87,7 @@ class Fitted:
     purview: PurviewDetector | None = None
     tac_weights: tuple[np.ndarray, float] | None = None
     tac_mahalanobis: MahalanobisStats | None = None
+    tac_fuse: np.ndarray | None = None
 
     def tree(self) -> dict[str, Any]:
         """The device-side statistics as one pytree (what a jitted scorer takes)."""
@@ -106,6 +109,8 @@ class Fitted:
             out["tac_weights"] = np.asarray(self.tac_weights[0], np.float32)
         if self.tac_mahalanobis is not None:
             out["tac_mahalanobis"] = self.tac_mahalanobis
+        if self.tac_fuse is not None:
+            out["tac_fuse"] = np.asarray(self.tac_fuse, np.float32)
         return out
 
 
@@ -206,6 +211,19 @@ def fit_tac_weights(
     return fit_block_weights(np.asarray(agreements), prediction == np.asarray(labels))
 
 
+def fuse_statistics(scores: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``[μ, σ]`` of ``tac_weighted`` then ``tac_mahalanobis`` on held-out scores
+    (σ floored at 1e-6), what ``tac_fused`` standardises with."""
+    out = []
+    for name in ("tac_weighted", "tac_mahalanobis"):
+        s = np.asarray(scores[name], np.float64)
+        s = s[np.isfinite(s)]
+        if s.size < 2:
+            raise ValueError(f"expected at least 2 finite held-out {name} scores, got {s.size}")
+        out += [s.mean(), max(s.std(), 1e-6)]
+    return np.asarray(out, np.float32)
+
+
 def save_fitted(path: str | os.PathLike, fitted: Fitted) -> None:
     """Writes `Fitted` to an ``.npz`` (no pickles: layer names are stored as strings)."""
     arrays: dict[str, np.ndarray] = {
@@ -243,6 +261,8 @@ def save_fitted(path: str | os.PathLike, fitted: Fitted) -> None:
     if fitted.tac_weights is not None:
         arrays["tac_weights"] = np.asarray(fitted.tac_weights[0], np.float32)
         arrays["tac_bias"] = np.float64(fitted.tac_weights[1])
+    if fitted.tac_fuse is not None:
+        arrays["tac_fuse"] = np.asarray(fitted.tac_fuse, np.float32)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # Write then rename: a reader never sees half a cache.
     tmp = f"{os.fspath(path)}.tmp.npz"
@@ -297,6 +317,7 @@ def load_fitted(path: str | os.PathLike) -> Fitted:
         purview=purview,
         tac_weights=tac_weights,
         tac_mahalanobis=tac_maha,
+        tac_fuse=a.get("tac_fuse"),
     )
 
 

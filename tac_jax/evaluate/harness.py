@@ -285,6 +285,7 @@ def evaluate_run(
     severities: Sequence[int] = (1, 3, 5),
     corruptions: Sequence[str] | None = None,
     deepest: int | None = None,
+    fuse_weight: float | None = None,
     epsilons: Sequence[float] = robustness.EPSILONS,
     attacks: Sequence[str] = robustness.ATTACKS,
     attack_size: int = robustness.SIZE,
@@ -316,6 +317,7 @@ def evaluate_run(
       deepest: TAC's predictions and scores on the deepest this many tapped layers
         (0: all; ``tac_weighted`` and ``tac_mahalanobis`` always read every layer);
         default: the run's ``config.tac.score_deepest``.
+      fuse_weight: ``tac_fused``'s λ (default: the run's ``config.tac.fuse_weight``).
       epsilons: the L∞ radii of the PGD attacks (images in [0, 1]); empty: no attack
         (text runs are never attacked: their inputs are integers).
       attacks: from ``("pgd", "fgsm")``, each run at every ε on the same inputs.
@@ -359,7 +361,7 @@ def evaluate_run(
         suite = "text"
     splits = load_splits(config.data, config.seed, vocab=vocab)
     forward = make_forward(setup, state)
-    options = tac_options(setup, state, deepest)
+    options = tac_options(setup, state, deepest, fuse_weight)
     fitted = None
     if needs_fit(names):
         fitted = fitted_for_run(
@@ -427,6 +429,7 @@ def evaluate_run(
             "seed": int(seed),
             "scores": list(names),
             "deepest": int(options.get("deepest", 0)),
+            "fuse_weight": options.get("fuse_weight"),
             "fit_examples": fitted.meta.get("fit_examples") if fitted else None,
             "knn_k": fitted.knn_k if fitted else None,
             "max_fit": int(max_fit),

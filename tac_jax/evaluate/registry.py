@@ -95,6 +95,12 @@ SCORES: dict[str, ScoreInfo] = {
         "shared covariance of a on training examples, the empirical codes (our extension)",
         ("tac", "fit"),
     ),
+    "tac_fused": ScoreInfo(
+        "tac",
+        "z(tac_weighted) + λ·z(tac_mahalanobis): both standardised on the validation split, "
+        "λ = config.tac.fuse_weight (our extension)",
+        ("tac", "fit", "validation"),
+    ),
     "tac_weighted": ScoreInfo(
         "tac",
         "Σ_l w_l·mean_m clip(a_lm, −1, 1)K_ŷ,lm: per-layer agreements weighted by a "

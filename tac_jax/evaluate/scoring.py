@@ -36,6 +36,7 @@ from tac_jax.evaluate.fitted import (
     fit_or_load,
     fit_statistics,
     fit_tac_weights,
+    fuse_statistics,
     subset_indices,
 )
 from tac_jax.evaluate.registry import (
@@ -57,6 +58,7 @@ from tac_jax.scores.purview import purview_detector_score, purview_score
 from tac_jax.scores.tac import (
     block_agreements,
     deepest_blocks,
+    fused_confidence,
     tac_scores,
     weighted_agreement,
 )
@@ -66,7 +68,7 @@ Log = Callable[[str], None]
 
 
 @functools.partial(jax.jit, static_argnames=("names", "knn_k", "width", "deepest"))
-def _score_batch(stats, codes, batch, names, knn_k, width=0, deepest=0, scale=10.0):
+def _score_batch(stats, codes, batch, names, knn_k, width=0, deepest=0, scale=10.0, fuse=0.5):
     logits = batch["logits"]
     f = batch.get("penultimate")
     out = {"prediction": jnp.argmax(logits, axis=-1)}
@@ -85,11 +87,19 @@ def _score_batch(stats, codes, batch, names, knn_k, width=0, deepest=0, scale=10
         out["tac_prediction"] = tac["tac_prediction"]
         out["tac_soft_prediction"] = tac["tac_soft_prediction"]
         out.update({name: tac[name] for name in names if name in tac})
-        if "tac_mahalanobis" in names:
+        fused = "tac_fused" in names
+        if "tac_mahalanobis" in names or fused:
             out["tac_mahalanobis"] = mahalanobis_score(stats["tac_mahalanobis"], a)
-        if "tac_weighted" in names:
+        if "tac_weighted" in names or fused:
             g = block_agreements(a, codes, out["prediction"], width)
             out["tac_weighted"] = weighted_agreement(g, stats["tac_weights"])
+        if fused:
+            out["tac_fused"] = fused_confidence(
+                out["tac_weighted"], out["tac_mahalanobis"], stats["tac_fuse"], fuse
+            )
+        for name in ("tac_mahalanobis", "tac_weighted"):
+            if name not in names:
+                out.pop(name, None)
     simple = {
         "msp": msp,
         "max_logit": max_logit,
@@ -138,6 +148,7 @@ def compute_scores(
     code_width: int = 0,
     scale: float = 10.0,
     deepest: int = 0,
+    fuse_weight: float = 0.5,
     batch_size: int = 1024,
 ) -> dict[str, np.ndarray]:
     """Every score in ``names`` from one dataset's collected outputs.
@@ -154,6 +165,7 @@ def compute_scores(
       deepest: compute TAC's predictions and scores (but ``tac_weighted`` and
         ``tac_mahalanobis``, which read every layer) on the deepest this many tapped
         layers only (0: all).
+      fuse_weight: ``tac_fused``'s λ.
       batch_size: rows per jitted call; every call (the last one padded) has this many,
         so the scores compile once for all datasets of a run.
 
@@ -179,6 +191,8 @@ def compute_scores(
         raise ValueError("expected fitted statistics for the feature-based scores, got none")
     if "tac_mahalanobis" in names and fitted.tac_mahalanobis is None:
         raise ValueError("expected TAC activation statistics for 'tac_mahalanobis', got none")
+    if "tac_fused" in names and fitted.tac_fuse is None:
+        raise ValueError("expected tac_fused's validation statistics, got none")
     if "tac_weighted" in names and (fitted.tac_weights is None or code_width < 1):
         raise ValueError(
             "expected TAC's layer weights (fitted on a validation split) and the code width "
@@ -209,6 +223,7 @@ def compute_scores(
         width=int(code_width),
         deepest=int(deepest),
         scale=scale_arr,
+        fuse=jnp.asarray(fuse_weight, jnp.float32),
     )
     result = batched_apply(fn, batch, int(batch_size))
     for key in ("prediction", "tac_prediction", "tac_soft_prediction"):
@@ -217,10 +232,17 @@ def compute_scores(
     return {k: v.astype(np.float32) if k in SCORES else v for k, v in result.items()}
 
 
-def tac_options(setup: Any, state: Any, deepest: int | None = None) -> dict[str, Any]:
+def tac_options(
+    setup: Any, state: Any, deepest: int | None = None, fuse_weight: float | None = None
+) -> dict[str, Any]:
     """`compute_scores`' TAC arguments for a loaded run: its ``codes``, ``code_width``,
-    the trained distance-softmax ``scale`` and ``deepest`` (None: the run's
-    ``config.tac.score_deepest``); empty for a run without TAC."""
+    the trained distance-softmax ``scale``, ``deepest`` and ``fuse_weight`` (None: the
+    run's ``config.tac.score_deepest`` and ``config.tac.fuse_weight``); empty for a run
+    without TAC."""
+    if fuse_weight is None:
+        fuse_weight = float(setup.config.tac.get("fuse_weight", 0.5)) if setup.tac else 0.5
+    if not np.isfinite(fuse_weight) or fuse_weight < 0:
+        raise ValueError(f"expected a finite fuse_weight >= 0, got {fuse_weight}")
     if deepest is None:
         deepest = int(setup.config.tac.get("score_deepest", 0)) if setup.tac is not None else 0
     if setup.tac is None:
@@ -236,6 +258,7 @@ def tac_options(setup: Any, state: Any, deepest: int | None = None) -> dict[str,
         "code_width": int(setup.tac.codes.width),
         "scale": float(setup.tac.current_scale(state.params)),
         "deepest": int(deepest),
+        "fuse_weight": float(fuse_weight),
     }
 
 
@@ -293,8 +316,17 @@ def fitted_for_run(
             if log:
                 log(f"fitting TAC's layer weights on {num_val} validation examples")
             held = collect(forward, validation["image"], batch_size=batch_size)
-            fitted.tac_weights = fit_tac_weights(
-                held, validation["label"], setup.tac.codes.matrix, setup.tac.codes.width
+            codes, width = setup.tac.codes.matrix, setup.tac.codes.width
+            fitted.tac_weights = fit_tac_weights(held, validation["label"], codes, width)
+            fitted.tac_fuse = fuse_statistics(
+                compute_scores(
+                    held,
+                    ("tac_weighted", "tac_mahalanobis"),
+                    fitted=fitted,
+                    codes=codes,
+                    code_width=width,
+                    batch_size=batch_size,
+                )
             )
         return fitted
 
@@ -339,6 +371,7 @@ def score_file(
     max_fit: int = MAX_FIT,
     seed: int = 0,
     deepest: int | None = None,
+    fuse_weight: float | None = None,
     log: Log | None = None,
 ) -> dict[str, np.ndarray]:
     """Scores every input of an array file with a trained run and writes an ``.npz``.
@@ -358,6 +391,7 @@ def score_file(
       seed: picks that subset when the training split is larger.
       deepest: TAC's scores on the deepest this many tapped layers (0: all); default:
         the run's ``config.tac.score_deepest``.
+      fuse_weight: ``tac_fused``'s λ (default: the run's ``config.tac.fuse_weight``).
       log: optional progress callback.
 
     Returns:
@@ -383,7 +417,7 @@ def score_file(
     forward = make_forward(setup, state)
     head = head_params(setup, state)
     names = resolve_scores(scores, run_capabilities(setup, state))
-    options = tac_options(setup, state, deepest)
+    options = tac_options(setup, state, deepest, fuse_weight)
     fitted = None
     if needs_fit(names):
         data = setup.config.data

@@ -184,6 +184,21 @@ def weighted_agreement(agreements: jax.Array, weights: jax.Array) -> jax.Array:
     return agreements @ weights
 
 
+def fused_confidence(
+    weighted: jax.Array, mahalanobis: jax.Array, stats: jax.Array, weight: float | jax.Array
+) -> jax.Array:
+    """``z(weighted) + λ·z(mahalanobis)``: the layer-weighted agreement (errors) and the
+    Gaussian fit of the activation vector (OOD) on one scale, each standardised by its
+    held-out mean and standard deviation, ``stats = [μ_w, σ_w, μ_m, σ_m]``.
+
+    >>> fused_confidence(jnp.array([3.0]), jnp.array([-10.0]), jnp.array([1.0, 2.0, -6.0, 4.0]), 0.5).tolist()
+    [0.5]
+    """
+    z_w = (weighted - stats[0]) / stats[1]
+    z_m = (mahalanobis - stats[2]) / stats[3]
+    return z_w + jnp.asarray(weight, jnp.float32) * z_m
+
+
 def code_inner_product(a: jax.Array, codes: jax.Array, prediction: jax.Array) -> jax.Array:
     """``⟨a, K_ŷ⟩`` with ``ŷ`` a given prediction (the base head's, in the paper).
 

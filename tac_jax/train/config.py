@@ -157,6 +157,8 @@ def default_config() -> ml_collections.ConfigDict:
     # TAC's predictions and scores at evaluation read the deepest this many tapped
     # layers (0: all); `evaluate --deepest` and `score --deepest` override it.
     config.tac.score_deepest = 0
+    # tac_fused = z(tac_weighted) + fuse_weight · z(tac_mahalanobis).
+    config.tac.fuse_weight = 0.5
     # Adversarial training (METHODS §1): PGD replaces the first half of each batch.
     config.tac.adversarial_epsilon = 0.0
     config.tac.adversarial_steps = 10
