@@ -35,6 +35,26 @@ def test_validate_config_names_the_bad_field(field, value, message):
         validate_config(config)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("score_deepest", -1, "expected config.tac.score_deepest >= 0, got -1"),
+        ("fuse_weight", float("nan"), "expected a finite config.tac.fuse_weight >= 0, got nan"),
+        ("fuse_weight", -0.5, "expected a finite config.tac.fuse_weight >= 0, got -0.5"),
+    ],
+)
+def test_validate_config_checks_the_tac_score_settings(field, value, message):
+    config = default_config()
+    config.mode = "scratch"
+    config.tac[field] = value
+    with pytest.raises(ValueError, match=message):
+        validate_config(config)
+    config.eval_every = -1
+    config.tac[field] = 0
+    with pytest.raises(ValueError, match="expected config.eval_every >= 0, got -1"):
+        validate_config(config)
+
+
 def test_class_subset_must_match_num_classes():
     config = default_config()
     config.mode = "base"

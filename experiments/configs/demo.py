@@ -1,12 +1,20 @@
-r"""The main job's model: a strided 4-convolution CNN on Fashion-MNIST, sized for a CPU.
+r"""The main job: the TAC study's recipe (`experiments/tac_study/`), sized for a CPU.
 
 The paper's MNIST CNN (3×3 convolutions, no padding, leaky-ReLU, all four tapped) with
-channels (32, 64, 128, 128) and strides (1, 2, 2, 1), so one 128-image step costs a
-fraction of a second on two cores. 10 % of the training set is held out as validation
-(the reject/defer thresholds are chosen there). Two stages, picked by the argument:
-``demo.py:base`` (cross-entropy, 1,600 steps) and ``demo.py:addon`` (the default: TAC
-on the frozen base from ``base_workdir``, 3,000 steps). `tac-jax demo` runs both and
-the evaluation:
+channels (32, 64, 128, 128) and strides (1, 2, 2, 1) on Fashion-MNIST. Eight classes are
+kept; coat and ankle boot are held out, so the report measures near-OOD (held-out
+classes), far-OOD (digits, letters, photographs) and covariate shift (corruptions)
+separately. 10 % of the training set is validation: the reject/defer thresholds and
+TAC's layer weights are fitted there. Two stages, picked by the argument:
+
+- ``demo.py:base``: cross-entropy, SGD lr 0.05 with ×0.1 decays at 50 % and 75 %,
+  3,000 steps of 128 (the study's base trains 8,000; this one stops ~0.01 short of
+  its validation plateau to keep the demo short);
+- ``demo.py:addon`` (the default): TAC on the frozen base from ``base_workdir``, the
+  add-on recipe the study chose on validation data: Dense-ReLU-Dense ("large")
+  projections, batch 128, no augmentation, cosine schedule from lr 0.1.
+  `evaluate` reports TAC's scores with the study's choices (``tac.score_deepest``,
+  ``tac.fuse_weight``).
 
     tac-jax demo --workdir runs/demo
 
@@ -20,6 +28,9 @@ or by hand:
 
 from tac_jax.train.config import default_config
 
+# Fashion-MNIST classes kept (coat 4 and ankle boot 9 are held out as near-OOD).
+KEPT_CLASSES = (0, 1, 2, 3, 5, 6, 7, 8)
+
 
 def get_config(stage: str = "addon"):
     if stage not in ("base", "addon"):
@@ -30,6 +41,8 @@ def get_config(stage: str = "addon"):
     config.model.strides = (1, 2, 2, 1)
     del config.model["features"]
     config.data.source = "fashion_mnist"
+    config.data.classes = KEPT_CLASSES
+    config.data.num_classes = len(KEPT_CLASSES)
     config.data.validation_fraction = 0.1
     config.data.augment = "none"
     config.optim.name = "sgd"
@@ -42,20 +55,22 @@ def get_config(stage: str = "addon"):
     if stage == "base":
         config.mode = "base"
         config.optim.learning_rate = 0.05
-        config.schedule.name = "cosine"
-        config.schedule.warmup_steps = 20
-        config.steps = 1600
+        config.schedule.name = "step"
+        config.schedule.decay_at = (0.5, 0.75)
+        config.steps = 3000
+        config.eval_every = 500
         return config
     config.mode = "addon"
     config.base_workdir = "runs/demo/base"
     config.tac.layers = ()  # the model's default: conv1..conv4
-    # Dense-ReLU-Dense projections: 0.794 validation TAC accuracy against 0.756 for one
-    # Dense, on the same base (3,000 add-on steps at lr 0.1; chosen on validation).
     config.tac.projection = "large"
     config.tac.code_noise = 0.15
     config.tac.scale = 10.0
     config.optim.learning_rate = 0.1
     config.schedule.name = "cosine"
     config.schedule.warmup_steps = 20
-    config.steps = 3000
+    config.steps = 1000
+    config.eval_every = 500
+    config.tac.score_deepest = 0
+    config.tac.fuse_weight = 0.25
     return config

@@ -6,6 +6,7 @@ what they need, so this file is the one place that lists and documents every fie
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -227,6 +228,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for name in ("steps", "batch_size", "eval_batch_size", "log_every", "ckpt_every", "keep"):
         if int(config[name]) < 1:
             raise ValueError(f"expected config.{name} >= 1, got {config[name]}")
+    tac = config.get("tac", {})
+    if int(tac.get("score_deepest", 0)) < 0:
+        raise ValueError(f"expected config.tac.score_deepest >= 0, got {tac.score_deepest}")
+    fuse = float(tac.get("fuse_weight", 0.5))
+    if not math.isfinite(fuse) or fuse < 0:
+        raise ValueError(f"expected a finite config.tac.fuse_weight >= 0, got {fuse}")
     if int(config.get("eval_every", 0)) < 0:
         raise ValueError(f"expected config.eval_every >= 0, got {config.eval_every}")
     if config.seed < 0:
