@@ -314,7 +314,8 @@ def cmd_report(out: str) -> None:
     names = list(dict.fromkeys([chosen, *SHOWN, *(n for n in TAC_VARIANTS if n in aggregated)]))
     shown = {n: aggregated[n] for n in names if n in aggregated}
     fields = [f for f in HEADLINE if f[0] != "mean_ood_auroc_synthetic"]
-    accuracy = {k: [r["accuracy"][k] for r in runs] for k in ("base", "tac", "tac_soft")}
+    keys = {"base": "base", "tac": "TAC Hamming", "tac_soft": "TAC soft"}
+    accuracy = {label: [r["accuracy"][k] for r in runs] for k, label in keys.items()}
     lines = [
         "# TAC study: results",
         "",
@@ -325,7 +326,7 @@ def cmd_report(out: str) -> None:
         "",
         summary_table(shown, fields),
         "",
-        "Accuracy (mean over seeds): base "
+        "Test accuracy (mean over seeds): "
         + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in accuracy.items()),
         "",
         "## Value of the reject option at every c_err (test, mean over seeds)",
