@@ -385,6 +385,26 @@ def test_compute_scores_needs_what_the_scores_read():
         scoring.compute_scores(outputs, ["tac"])
     only = scoring.compute_scores(outputs, ["msp", "energy"])
     assert sorted(only) == ["energy", "msp", "prediction"]
+    # TAC's fitted scores say what they lack: validation weights, the code width, a
+    # sane tapping.
+    fitted, _, _ = fitted_for(fake_outputs(30))
+    codes = np.sign(RNG.normal(size=(3, 8))).astype(np.float32)
+    tac = dict(fitted=fitted, codes=codes)
+    with pytest.raises(ValueError, match="layer weights .* for \\['tac_weighted'\\]"):
+        scoring.compute_scores(outputs, ["tac_weighted"], code_width=4, **tac)
+    fitted.tac_fuse = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="layer weights .* for \\['tac_fused'\\]"):
+        scoring.compute_scores(outputs, ["tac_fused"], code_width=4, **tac)
+    fitted.tac_weights = (np.ones(2, np.float32), 0.0)
+    with pytest.raises(ValueError, match="layer weights"):
+        scoring.compute_scores(outputs, ["tac_fused"], **tac)
+    with pytest.raises(ValueError, match="expected deepest >= 0"):
+        scoring.compute_scores(outputs, ["tac"], code_width=4, deepest=-1, **tac)
+    with pytest.raises(ValueError, match="code width to keep the deepest"):
+        scoring.compute_scores(outputs, ["tac"], deepest=1, **tac)
+    fitted.tac_fuse = None
+    with pytest.raises(ValueError, match="tac_fused's validation statistics"):
+        scoring.compute_scores(outputs, ["tac_fused"], code_width=4, **tac)
 
 
 def test_fitted_statistics_round_trip_and_cache(tmp_path):

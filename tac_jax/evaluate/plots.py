@@ -200,8 +200,9 @@ def value_figure(directory: str, data: PlotData) -> str:
 
 
 def histogram_figure(directory: str, data: PlotData) -> str:
-    """``histograms.png``: TAC's confidence (if any) and MSP, in vs out."""
-    shown = [n for n in ("tac", "msp") if n in data.test_scores]
+    """``histograms.png``: TAC's confidence (the paper's, and ``tac_fused`` when it was
+    evaluated) and MSP, in vs out."""
+    shown = [n for n in ("tac", "tac_fused", "msp") if n in data.test_scores]
     if not shown:
         shown = list(data.test_scores)[:1]
     fig = _figure(5.5 * len(shown), 4.2)

@@ -193,10 +193,11 @@ def compute_scores(
         raise ValueError("expected TAC activation statistics for 'tac_mahalanobis', got none")
     if "tac_fused" in names and fitted.tac_fuse is None:
         raise ValueError("expected tac_fused's validation statistics, got none")
-    if "tac_weighted" in names and (fitted.tac_weights is None or code_width < 1):
+    weighted = [n for n in ("tac_weighted", "tac_fused") if n in names]
+    if weighted and (fitted.tac_weights is None or code_width < 1):
         raise ValueError(
             "expected TAC's layer weights (fitted on a validation split) and the code width "
-            "for 'tac_weighted', got none"
+            f"for {weighted}, got none"
         )
     if deepest < 0:
         raise ValueError(f"expected deepest >= 0 tapped layers, got {deepest}")
