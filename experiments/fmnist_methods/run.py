@@ -57,8 +57,9 @@ def main() -> None:
 
     start = time.perf_counter()
     tac_dir = args.tac_workdir or os.path.join(args.root, "tac")
-    run_demo(tac_dir, base_steps=args.steps, tac_steps=args.steps, num_ood=args.num_ood,
-             bootstrap=args.bootstrap, seed=args.seed, evaluate=False)  # fmt: skip
+    run_demo(tac_dir, config_path=CONFIG, base_steps=args.steps, tac_steps=args.steps,
+             num_ood=args.num_ood, bootstrap=args.bootstrap, seed=args.seed,
+             evaluate=False)  # fmt: skip
     evaluate(tac_dir)
     workdirs, labels = [tac_dir], ["tac"]
     methods = [m for m in args.methods.split(",") if m]
