@@ -201,3 +201,22 @@ def test_score_file_rejects_bad_inputs(runs, test_images, tmp_path, make):
     with pytest.raises(ValueError, match="expected"):
         score_file(runs["addon"], path, tmp_path / "out.npz", scores=["msp"])
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_cli_score_reads_tac_on_the_deepest_layers(runs, test_images, tmp_path, capsys):
+    from tac_jax.cli import main
+
+    path = tmp_path / "x.npy"
+    np.save(path, test_images)
+    args = ["score", "--workdir", str(runs["addon"]), "--input", str(path)]
+    assert main([*args, "--output", str(tmp_path / "all.npz"), "--scores", "tac"]) == 0
+    assert main([*args, "--output", str(tmp_path / "one.npz"), "--scores", "tac",
+                 "--deepest", "1"]) == 0  # fmt: skip
+    with np.load(tmp_path / "all.npz") as every, np.load(tmp_path / "one.npz") as deepest:
+        # The smoke MLP taps two layers: its deepest alone predicts and scores otherwise.
+        assert not np.array_equal(every["tac"], deepest["tac"])
+        assert deepest["tac_soft_prediction"].shape == (50,)
+    capsys.readouterr()
+    assert main([*args, "--output", str(tmp_path / "bad.npz"), "--deepest", "3"]) != 0
+    assert "expected deepest in 0..2" in capsys.readouterr().err
+    assert not (tmp_path / "bad.npz").exists()
