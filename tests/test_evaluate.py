@@ -642,3 +642,16 @@ def test_fuse_statistics_standardise_held_out_scores():
         fitted_lib.fuse_statistics(
             {"tac_weighted": np.array([1.0]), "tac_mahalanobis": held["tac_mahalanobis"]}
         )
+
+
+def test_scores_whose_validation_fit_failed_are_left_out_or_refused():
+    fitted, _, _ = fitted_for(fake_outputs(30))
+    names = ("tac", "tac_weighted", "tac_fused", "msp")
+    # No weights (a validation split without errors): dropped from the default set...
+    assert scoring.drop_unfitted(names, None, fitted) == ("tac", "msp")
+    # ...and refused, in one line, when asked for by name.
+    with pytest.raises(ValueError, match=r"layer weights for \['tac_fused'\].*no errors"):
+        scoring.drop_unfitted(("tac_fused",), ["tac_fused"], fitted)
+    fitted.tac_weights = (np.ones(2, np.float32), 0.0)
+    assert scoring.drop_unfitted(names, None, fitted) == names
+    assert scoring.drop_unfitted(names, None, None) == names

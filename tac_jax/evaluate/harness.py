@@ -33,6 +33,7 @@ from tac_jax.evaluate.scoring import (
     REPORT_DIR,
     SCORES,
     compute_scores,
+    drop_unfitted,
     fitted_for_run,
     needs_fit,
     resolve_scores,
@@ -377,6 +378,7 @@ def evaluate_run(
             validation=splits.get("validation"),
             log=say,
         )
+        names = drop_unfitted(names, scores, fitted)
     codes = setup.tac.codes.matrix if has_tac else None
     passes = score_passes(names)
 

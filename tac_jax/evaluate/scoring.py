@@ -233,6 +233,22 @@ def compute_scores(
     return {k: v.astype(np.float32) if k in SCORES else v for k, v in result.items()}
 
 
+def drop_unfitted(
+    names: Sequence[str], requested: Sequence[str] | None, fitted: Fitted | None
+) -> tuple[str, ...]:
+    """``names`` without the scores whose validation fit failed (``tac_weighted``,
+    ``tac_fused``) when they came by default; an explicit request for one is an error."""
+    if fitted is None or fitted.tac_weights is not None:
+        return tuple(names)
+    lacking = [n for n in ("tac_weighted", "tac_fused") if n in names]
+    if lacking and requested is not None:
+        raise ValueError(
+            f"expected TAC's layer weights for {lacking}, got none: the validation split "
+            "has no errors (or no correct prediction) to fit them on"
+        )
+    return tuple(n for n in names if n not in lacking)
+
+
 def tac_options(
     setup: Any, state: Any, deepest: int | None = None, fuse_weight: float | None = None
 ) -> dict[str, Any]:
@@ -318,7 +334,12 @@ def fitted_for_run(
                 log(f"fitting TAC's layer weights on {num_val} validation examples")
             held = collect(forward, validation["image"], batch_size=batch_size)
             codes, width = setup.tac.codes.matrix, setup.tac.codes.width
-            fitted.tac_weights = fit_tac_weights(held, validation["label"], codes, width)
+            try:
+                fitted.tac_weights = fit_tac_weights(held, validation["label"], codes, width)
+            except ValueError as err:  # e.g. no error at all on the validation split
+                if log:
+                    log(f"no TAC layer weights ({err}): tac_weighted and tac_fused are left out")
+                return fitted
             fitted.tac_fuse = fuse_statistics(
                 compute_scores(
                     held,
@@ -437,6 +458,7 @@ def score_file(
             validation=splits.get("validation"),
             log=log,
         )
+        names = drop_unfitted(names, scores, fitted)
     if log:
         log(f"scoring {len(images)} inputs from {input_path}")
     outputs = collect(forward, images, batch_size=batch_size, passes=score_passes(names))
