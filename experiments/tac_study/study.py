@@ -53,6 +53,7 @@ RECIPES = (
     "small_l10_noaug",
     "large_l10_noaug",
     "large_l10_long",
+    "demo_recipe_deep2",
 )
 TAC_VARIANTS = (
     "tac",
@@ -109,6 +110,7 @@ def _halves(n: int) -> tuple[np.ndarray, np.ndarray]:
 def score_candidate(workdir: str, step: int, deepests: Sequence[int], log=print) -> list[dict]:
     """Every TAC variant (per deepest-k) and baseline of one checkpoint, on validation."""
     setup, step, state = load_run(workdir, step=step)
+    base = os.path.basename(os.path.normpath(setup.config.base_workdir))
     splits = load_splits(setup.config.data, setup.config.seed)
     val = splits["validation"]
     forward = make_forward(setup, state)
@@ -127,6 +129,8 @@ def score_candidate(workdir: str, step: int, deepests: Sequence[int], log=print)
         outputs.update({f"{kind}{i}": collect(forward, x) for i, x in enumerate(images)})
     labels = val["label"][half_b]
     rows = []
+    # Keeping as many layers as are tapped is "all" (0).
+    deepests = [d for d in deepests if d < setup.tac.codes.num_layers]
     passes = [(d, None) for d in deepests] + [(0, w) for w in FUSE_WEIGHTS[1:]]
     for deepest, fuse in passes:
         options = tac_options(setup, state, deepest, fuse or FUSE_WEIGHTS[0])
@@ -139,7 +143,8 @@ def score_candidate(workdir: str, step: int, deepests: Sequence[int], log=print)
         scores = {k: compute_scores(o, names, fitted=fitted, **options) for k, o in outputs.items()}
         correct = scores["in"]["prediction"] == labels
         for name in names:
-            row = {"run": os.path.basename(workdir), "step": step, "deepest": deepest, "score": name,
+            row = {"run": os.path.basename(workdir), "base": base, "step": step,
+                   "deepest": deepest, "score": name,
                    "misclassification_auroc": misclassification_auroc(scores["in"][name], correct)}  # fmt: skip
             if name == "tac_fused":
                 row["fuse_weight"] = options["fuse_weight"]
@@ -158,14 +163,20 @@ def score_candidate(workdir: str, step: int, deepests: Sequence[int], log=print)
 
 
 def choose(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The TAC candidate with the largest worst margin over the two targets."""
+    """The TAC candidate with the largest worst margin over the two targets.
+
+    The baselines are the base network's: MSP of the same checkpoint (the frozen head),
+    and the best feature score on far-OOD over every add-on of the same base, since
+    4-layer Mahalanobis reads the layers an add-on taps and would otherwise be weaker
+    beside an add-on that taps fewer.
+    """
     best = None
     for row in rows:
         if row["score"] not in TAC_VARIANTS:
             continue
         same = [r for r in rows if r["run"] == row["run"] and r["step"] == row["step"]]
         msp = next(r for r in same if r["score"] == "msp")
-        feature = max(r["far"] for r in same if r["score"] in FEATURE)
+        feature = max(r["far"] for r in rows if r["base"] == row["base"] and r["score"] in FEATURE)
         margins = (
             row["misclassification_auroc"] - msp["misclassification_auroc"],
             row["far"] - feature,
@@ -237,7 +248,9 @@ def selection_tables(select: Mapping[str, Any]) -> list[str]:
         best = choose([r for r in rows if r["run"] == run and r["step"] == step])
         same = [r for r in rows if r["run"] == run and r["step"] == step]
         msp = next(r for r in same if r["score"] == "msp")
-        feat = max((r for r in same if r["score"] in FEATURE), key=lambda r: r["far"])
+        base = same[0]["base"]
+        feat = max((r for r in rows if r["base"] == base and r["score"] in FEATURE),
+                   key=lambda r: r["far"])  # fmt: skip
         lines.append(
             f"| {run} | {step} | `{best['score']}` ({_setting(best)}) | "
             f"{_fmt(best['misclassification_auroc'])} | {_fmt(best['near'])} | "

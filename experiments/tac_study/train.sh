@@ -26,7 +26,7 @@ train short_base0 base --config.seed=0 --config.steps=1600 --config.eval_every=4
   --config.ckpt_every=800
 train shortbase_small_l10_s0 addon --config.seed=0 --config.base_workdir=$ROOT/short_base0
 # The earlier demo's add-on recipe (batch 128, cosine, no augmentation, "large", 3,000
-# steps), which the study's validation data chose: seeds 1 and 2 as well.
+# steps), three seeds (seed 0 is in the grid).
 for s in 0 1 2; do
   train demo_recipe_s$s addon --config.seed=$s --config.base_workdir=$ROOT/base$s \
     --config.tac.projection=large --config.batch_size=128 --config.data.augment=none \
@@ -43,6 +43,15 @@ train large_l10_noaug_s0 addon --config.seed=0 --config.base_workdir=$ROOT/base0
 train large_l10_long_s0 addon --config.seed=0 --config.base_workdir=$ROOT/base0 \
   --config.tac.projection=large --config.steps=120000 --config.ckpt_every=30000 \
   --config.eval_every=5000
+# Tapping at training time: the batch-128 recipe with only the deepest two layers tapped.
+# The study's validation data chose it: seeds 1 and 2 as well.
+for s in 0 1 2; do
+  train demo_recipe_deep2_s$s addon --config.seed=$s --config.base_workdir=$ROOT/base$s \
+    --config.tac.projection=large --config.batch_size=128 --config.data.augment=none \
+    --config.schedule.name=cosine --config.schedule.warmup_steps=20 --config.steps=3000 \
+    --config.log_every=100 --config.ckpt_every=1000 --config.eval_every=500 \
+    '--config.tac.layers=("conv3", "conv4")'
+done
 # Seeds 1 and 2 of the add-ons (the projection is chosen on seed 0's validation data).
 for s in 1 2; do
   for proj in small large; do
