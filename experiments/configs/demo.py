@@ -26,53 +26,35 @@ or by hand:
     tac-jax evaluate --workdir runs/demo
 """
 
-from tac_jax.train.config import default_config
+import os
+import sys
 
-# Fashion-MNIST classes kept (coat 4 and ankle boot 9 are held out as near-OOD).
-KEPT_CLASSES = (0, 1, 2, 3, 5, 6, 7, 8)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from tac_study import get_config as study_config  # noqa: E402
 
 
 def get_config(stage: str = "addon"):
-    if stage not in ("base", "addon"):
-        raise ValueError(f"expected the stage 'base' or 'addon', got {stage!r}")
-    config = default_config()
-    config.model.name = "mnist_cnn"
-    config.model.channels = (32, 64, 128, 128)
-    config.model.strides = (1, 2, 2, 1)
-    del config.model["features"]
-    config.data.source = "fashion_mnist"
-    config.data.classes = KEPT_CLASSES
-    config.data.num_classes = len(KEPT_CLASSES)
-    config.data.validation_fraction = 0.1
-    config.data.augment = "none"
-    config.optim.name = "sgd"
-    config.optim.momentum = 0.9
-    config.optim.weight_decay = 5e-5
-    config.batch_size = 128
-    config.eval_batch_size = 1000
+    config = study_config(stage)  # the study's network, data and base recipe
+    config.keep = 3
     config.log_every = 100
     config.ckpt_every = 1000
+    config.eval_every = 500
     if stage == "base":
-        config.mode = "base"
-        config.optim.learning_rate = 0.05
-        config.schedule.name = "step"
-        config.schedule.decay_at = (0.5, 0.75)
         config.steps = 3000
-        config.eval_every = 500
         return config
-    config.mode = "addon"
+    # The add-on the study chose (`train.sh`: demo_recipe_deep2).
     config.base_workdir = "runs/demo/base"
-    # The study: conv1 and conv2 carry little class signal once pooled (per-layer
-    # diagnostics), and tapping only the deepest two scored best on validation data.
+    config.data.augment = "none"
+    # conv1 and conv2 carry little class signal once pooled (per-layer diagnostics), and
+    # tapping only the deepest two scored best on validation data.
     config.tac.layers = ("conv3", "conv4")
     config.tac.projection = "large"
-    config.tac.code_noise = 0.15
-    config.tac.scale = 10.0
-    config.optim.learning_rate = 0.1
+    config.batch_size = 128
     config.schedule.name = "cosine"
     config.schedule.warmup_steps = 20
+    config.schedule.decay_at = ()
     config.steps = 3000
-    config.eval_every = 500
     config.tac.score_deepest = 0  # every tapped layer
     config.tac.fuse_weight = 0.25
     return config
