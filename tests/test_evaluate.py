@@ -339,9 +339,9 @@ def test_compute_scores_matches_the_score_functions():
     expected["tac_mahalanobis"] = mahalanobis_score(
         fit_mahalanobis(train["activation"], labels, 3), test["activation"]
     )
-    # Standardised on held-out statistics [μ_w, σ_w, μ_m, σ_m], λ = 0.5 by default.
+    # Standardised on held-out statistics [μ_w, σ_w, μ_m, σ_m], λ = 0.25 by default.
     fuse = fitted.tac_fuse
-    expected["tac_fused"] = (expected["tac_weighted"] - fuse[0]) / fuse[1] + 0.5 * (
+    expected["tac_fused"] = (expected["tac_weighted"] - fuse[0]) / fuse[1] + 0.25 * (
         np.asarray(expected["tac_mahalanobis"]) - fuse[2]
     ) / fuse[3]
     expected.update(

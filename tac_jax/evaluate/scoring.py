@@ -64,11 +64,13 @@ from tac_jax.scores.tac import (
 )
 
 REPORT_DIR = "report"
+# tac_fused's λ when a run does not say (the TAC study's choice on validation data).
+FUSE_WEIGHT = 0.25
 Log = Callable[[str], None]
 
 
 @functools.partial(jax.jit, static_argnames=("names", "knn_k", "width", "deepest"))
-def _score_batch(stats, codes, batch, names, knn_k, width=0, deepest=0, scale=10.0, fuse=0.5):
+def _score_batch(stats, codes, batch, names, knn_k, width=0, deepest=0, scale=10.0, fuse=0.25):
     logits = batch["logits"]
     f = batch.get("penultimate")
     out = {"prediction": jnp.argmax(logits, axis=-1)}
@@ -148,7 +150,7 @@ def compute_scores(
     code_width: int = 0,
     scale: float = 10.0,
     deepest: int = 0,
-    fuse_weight: float = 0.5,
+    fuse_weight: float = FUSE_WEIGHT,
     batch_size: int = 1024,
 ) -> dict[str, np.ndarray]:
     """Every score in ``names`` from one dataset's collected outputs.
@@ -257,7 +259,9 @@ def tac_options(
     run's ``config.tac.score_deepest`` and ``config.tac.fuse_weight``); empty for a run
     without TAC."""
     if fuse_weight is None:
-        fuse_weight = float(setup.config.tac.get("fuse_weight", 0.5)) if setup.tac else 0.5
+        fuse_weight = (
+            float(setup.config.tac.get("fuse_weight", FUSE_WEIGHT)) if setup.tac else FUSE_WEIGHT
+        )
     if not np.isfinite(fuse_weight) or fuse_weight < 0:
         raise ValueError(f"expected a finite fuse_weight >= 0, got {fuse_weight}")
     if deepest is None:

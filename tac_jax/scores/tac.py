@@ -149,6 +149,7 @@ def fit_block_weights(
         example (nothing to tell apart).
     """
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     g = np.asarray(agreements, np.float64)
     y = np.asarray(correct, np.float64)
@@ -167,7 +168,7 @@ def fit_block_weights(
         z = g @ w + b
         # log(1 + e^z) − y z, stably; its gradient is σ(z) − y.
         value = np.mean(np.logaddexp(0.0, z) - y * z) + l2 * np.sum(w * w)
-        r = (1.0 / (1.0 + np.exp(-z)) - y) / n
+        r = (expit(z) - y) / n
         return value, np.concatenate([g.T @ r + 2 * l2 * w, [r.sum()]])
 
     bounds = [(0.0, None)] * num + [(None, None)]

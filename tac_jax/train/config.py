@@ -158,8 +158,9 @@ def default_config() -> ml_collections.ConfigDict:
     # TAC's predictions and scores at evaluation read the deepest this many tapped
     # layers (0: all); `evaluate --deepest` and `score --deepest` override it.
     config.tac.score_deepest = 0
-    # tac_fused = z(tac_weighted) + fuse_weight · z(tac_mahalanobis).
-    config.tac.fuse_weight = 0.5
+    # tac_fused = z(tac_weighted) + fuse_weight · z(tac_mahalanobis); 0.25 is what the
+    # TAC study chose on validation data (experiments/tac_study).
+    config.tac.fuse_weight = 0.25
     # Adversarial training (METHODS §1): PGD replaces the first half of each batch.
     config.tac.adversarial_epsilon = 0.0
     config.tac.adversarial_steps = 10
@@ -231,7 +232,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     tac = config.get("tac", {})
     if int(tac.get("score_deepest", 0)) < 0:
         raise ValueError(f"expected config.tac.score_deepest >= 0, got {tac.score_deepest}")
-    fuse = float(tac.get("fuse_weight", 0.5))
+    fuse = float(tac.get("fuse_weight", 0.25))
     if not math.isfinite(fuse) or fuse < 0:
         raise ValueError(f"expected a finite config.tac.fuse_weight >= 0, got {fuse}")
     if int(config.get("eval_every", 0)) < 0:
