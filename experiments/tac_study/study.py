@@ -35,8 +35,8 @@ from tac_jax.data.arrays import to_float_images
 from tac_jax.evaluate import evaluate_run
 from tac_jax.evaluate.aggregate import aggregate_summaries
 from tac_jax.evaluate.collect import collect, head_params, make_forward
-from tac_jax.evaluate.fitted import fit_tac_weights, fuse_statistics
-from tac_jax.evaluate.scoring import compute_scores, fitted_for_run, tac_options
+from tac_jax.evaluate.harness import held_out_set
+from tac_jax.evaluate.scoring import compute_scores, fit_tac_validation, fitted_for_run, tac_options
 from tac_jax.evaluate.suites import corruption_sets, far_ood_sets
 from tac_jax.metrics import auroc, misclassification_auroc
 from tac_jax.train.checkpoint import Checkpointer
@@ -78,25 +78,13 @@ SEVERITIES = (1, 3, 5)
 SHIFT = ("gaussian_noise", "gaussian_blur", "contrast", "fog", "rotation")
 
 
-def _held_out_train(data: ml_collections.ConfigDict, seed: int) -> np.ndarray:
-    """Images of the held-out classes from the training file (the run never saw them)."""
-    everything = ml_collections.ConfigDict(data.to_dict())
-    everything.classes = ()
-    everything.validation_fraction = 0.0
-    everything.num_classes = np.iinfo(np.int32).max
-    train = load_splits(everything, seed)["train"]
-    index = np.flatnonzero(~np.isin(train["label"], np.asarray(tuple(data.classes))))
-    index = np.sort(np.random.default_rng(seed).choice(index, min(NUM, len(index)), replace=False))
-    return to_float_images(train["image"][index])
-
-
 def validation_sets(data: ml_collections.ConfigDict, val: Mapping[str, np.ndarray]):
     """``{kind: [images, ...]}``: near, far and shift sets built from validation data."""
     x = to_float_images(val["image"])
     pick = np.random.default_rng(1).choice(len(x), min(NUM_SHIFT, len(x)), replace=False)
     shifted = corruption_sets(x[np.sort(pick)], corruptions=SHIFT, severities=SEVERITIES, seed=1)
     return {
-        "near": [_held_out_train(data, 0)],
+        "near": [held_out_set(data, NUM, 0, split="train").images],
         "far": [s.images for s in far_ood_sets(NUM, part="validation", like=x)],
         "shift": [s.images for s in shifted],
     }
@@ -118,11 +106,7 @@ def score_candidate(workdir: str, step: int, deepests: Sequence[int], log=print)
                             log=log)  # fmt: skip
     half_a, half_b = _halves(len(val["label"]))
     held = collect(forward, val["image"][half_a])
-    codes, width = setup.tac.codes.matrix, setup.tac.codes.width
-    fitted.tac_weights = fit_tac_weights(held, val["label"][half_a], codes, width)
-    fitted.tac_fuse = fuse_statistics(compute_scores(
-        held, ("tac_weighted", "tac_mahalanobis"), fitted=fitted, codes=codes, code_width=width
-    ))  # fmt: skip
+    fit_tac_validation(fitted, held, val["label"][half_a], setup.tac.codes)
     sets = validation_sets(setup.config.data, val)
     outputs = {"in": collect(forward, val["image"][half_b])}
     for kind, images in sets.items():
@@ -355,8 +339,10 @@ def cmd_report(out: str) -> None:
         *selection_tables(select),
         "",
     ]
-    with open(os.path.join(out, "study.md"), "w") as f:
+    path = os.path.join(out, "study.md")
+    with open(path + ".tmp", "w") as f:
         f.write("\n".join(lines))
+    os.replace(path + ".tmp", path)
 
 
 def cmd_curves(root: str, out: str) -> None:
@@ -387,7 +373,9 @@ def cmd_curves(root: str, out: str) -> None:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "curves.png"), dpi=110)
+    path = os.path.join(out, "curves.png")
+    fig.savefig(path + ".tmp.png", dpi=110)
+    os.replace(path + ".tmp.png", path)
 
 
 def _write_json(path: str, value: Any) -> None:

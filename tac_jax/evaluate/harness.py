@@ -78,8 +78,11 @@ def threshold_split(
     return "test_half", np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
 
 
-def held_out_set(data: ml_collections.ConfigDict, num: int, seed: int) -> OODSet | None:
-    """Near-OOD: the test images of the classes a run was trained without
+def held_out_set(
+    data: ml_collections.ConfigDict, num: int, seed: int, split: str = "test"
+) -> OODSet | None:
+    """Near-OOD: the images of ``split`` (``"test"``, or ``"train"`` for a validation
+    set the test split never sees) of the classes a run was trained without
     (``config.data.classes``), at most ``num`` of them; None when it kept every class."""
     from tac_jax.train.dataset import load_splits
 
@@ -90,7 +93,7 @@ def held_out_set(data: ml_collections.ConfigDict, num: int, seed: int) -> OODSet
     everything.validation_fraction = 0.0
     # Any label is in range: the point is to see the classes the run never saw.
     everything.num_classes = np.iinfo(np.int32).max
-    test = load_splits(everything, seed)["test"]
+    test = load_splits(everything, seed)[split]
     held = ~np.isin(test["label"], np.asarray(tuple(data.classes)))
     index = np.flatnonzero(held)
     if not index.size:

@@ -22,17 +22,10 @@ import numpy as np
 
 from tac_jax.metrics.ood import auroc
 from tac_jax.metrics.selective import misclassification_auroc
+from tac_jax.scores.tac import blocks
 
 HISTOGRAM_EDGES = np.linspace(-2.0, 2.0, 41)
 _NEAR = 0.25
-
-
-def _blocks(x: np.ndarray, width: int) -> np.ndarray:
-    if x.shape[-1] % width:
-        raise ValueError(
-            f"expected a length divisible by the block width {width}, got {x.shape[-1]}"
-        )
-    return x.reshape(*x.shape[:-1], x.shape[-1] // width, width)
 
 
 def _histogram(x: np.ndarray) -> list[int]:
@@ -84,9 +77,9 @@ def layer_diagnostics(
     correct = prediction == labels
     ood = dict(ood or {})
     kinds = list(dict.fromkeys(kind for _, _, kind in ood.values()))
-    a_blocks, k_blocks = _blocks(a, width), _blocks(codes, width)
+    a_blocks, k_blocks = blocks(a, width), blocks(codes, width)
     ood_blocks = [
-        (_blocks(np.asarray(x, np.float32), width), np.asarray(p), kind)
+        (blocks(np.asarray(x, np.float32), width), np.asarray(p), kind)
         for x, p, kind in ood.values()
     ]
 

@@ -283,6 +283,41 @@ def tac_options(
     }
 
 
+def fit_tac_validation(
+    fitted: Fitted,
+    held: Mapping[str, Any],
+    labels: np.ndarray,
+    codes: Any,
+    batch_size: int = 1024,
+) -> Fitted:
+    """Fits, in place, what TAC's fitted scores read from held-out data: ``tac_weighted``'s
+    layer weights, then ``tac_fused``'s standardisation of it and of ``tac_mahalanobis``.
+
+    Args:
+      fitted: training statistics (``tac_mahalanobis`` among them).
+      held: `collect`'s outputs on the held-out examples.
+      labels: their labels.
+      codes: the run's `tac_jax.codes.ClassCodes`.
+      batch_size: rows per scoring call.
+
+    Raises:
+      ValueError: if the held-out predictions are all right or all wrong.
+    """
+    fitted.tac_weights = fit_tac_weights(held, labels, codes.matrix, codes.width)
+    both = ("tac_weighted", "tac_mahalanobis")
+    fitted.tac_fuse = fuse_statistics(
+        compute_scores(
+            held,
+            both,
+            fitted=fitted,
+            codes=codes.matrix,
+            code_width=codes.width,
+            batch_size=batch_size,
+        )  # fmt: skip
+    )
+    return fitted
+
+
 def fitted_for_run(
     workdir: str | os.PathLike,
     forward: Forward,
@@ -337,23 +372,11 @@ def fitted_for_run(
             if log:
                 log(f"fitting TAC's layer weights on {num_val} validation examples")
             held = collect(forward, validation["image"], batch_size=batch_size)
-            codes, width = setup.tac.codes.matrix, setup.tac.codes.width
             try:
-                fitted.tac_weights = fit_tac_weights(held, validation["label"], codes, width)
+                fit_tac_validation(fitted, held, validation["label"], setup.tac.codes, batch_size)
             except ValueError as err:  # e.g. no error at all on the validation split
                 if log:
                     log(f"no TAC layer weights ({err}): tac_weighted and tac_fused are left out")
-                return fitted
-            fitted.tac_fuse = fuse_statistics(
-                compute_scores(
-                    held,
-                    ("tac_weighted", "tac_mahalanobis"),
-                    fitted=fitted,
-                    codes=codes,
-                    code_width=width,
-                    batch_size=batch_size,
-                )
-            )
         return fitted
 
     path = os.path.join(os.fspath(workdir), REPORT_DIR, FITTED_FILE)
