@@ -142,7 +142,7 @@ def _add_deepest_arg(parser: argparse.ArgumentParser) -> None:
 
 def cmd_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """One table of several evaluated runs (e.g. TAC beside ensembles and SNGP)."""
-    from tac_jax.evaluate.compare import compare_runs
+    from tac_jax.evaluate.reporting.compare import compare_runs
 
     compare_runs(args.workdirs, args.out, labels=args.labels)
     print(f"report: {args.out}/compare.md")

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from tac_jax.attacks import fgsm
-from tac_jax.evaluate import adversarial
-from tac_jax.evaluate.adversarial import (
+from tac_jax.evaluate.ood import attacks
+from tac_jax.evaluate.ood.attacks import attack_dataset, make_attack
+from tac_jax.evaluate.reporting import adversarial
+from tac_jax.evaluate.reporting.adversarial import (
     adversarial_figure,
     adversarial_lines,
     adversarial_table,
-    attack_dataset,
     epsilon_text,
-    make_attack,
 )
 
 RNG = np.random.default_rng(0)
@@ -31,6 +31,7 @@ def linear(x):
 
 def test_doctests():
     assert doctest.testmod(adversarial).failed == 0
+    assert doctest.testmod(attacks).failed == 0
 
 
 def test_attack_lowers_accuracy_inside_ball_and_range():

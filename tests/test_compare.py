@@ -1,10 +1,10 @@
-"""Tests for tac_jax.evaluate.compare: evaluated runs side by side."""
+"""Tests for tac_jax.evaluate.reporting.compare: evaluated runs side by side."""
 
 import json
 
 import pytest
 
-from tac_jax.evaluate import compare
+from tac_jax.evaluate.reporting import compare
 
 
 def metrics(method="none", scores=("tac", "msp", "knn"), seed=0, accuracy=0.9):

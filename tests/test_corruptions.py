@@ -1,9 +1,9 @@
-"""Tests for tac_jax/evaluate/corruptions.py."""
+"""Tests for tac_jax/evaluate/ood/corruptions.py."""
 
 import numpy as np
 import pytest
 
-from tac_jax.evaluate.corruptions import (
+from tac_jax.evaluate.ood.corruptions import (
     CORRUPTIONS,
     SEVERITY_PARAMS,
     corrupt,

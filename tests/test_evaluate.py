@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from tac_jax.evaluate import collect as collect_lib
-from tac_jax.evaluate import fitted as fitted_lib
-from tac_jax.evaluate import harness, report, scoring, tables
+from tac_jax.evaluate import harness
+from tac_jax.evaluate.engine import collect as collect_lib
+from tac_jax.evaluate.engine import fitted as fitted_lib
+from tac_jax.evaluate.engine import scoring
+from tac_jax.evaluate.reporting import report, tables
 from tac_jax.methods.sngp import predictive_variance, sngp_score
 from tac_jax.metrics import (
     Costs,
@@ -569,7 +571,7 @@ def test_render_report_has_a_row_per_score_and_every_section(tmp_path):
 
 def test_write_plots_writes_every_figure(tmp_path):
     metrics, test, correct, ood_scores = synthetic_metrics(tmp_path)
-    from tac_jax.evaluate import plots
+    from tac_jax.evaluate.reporting import plots
 
     codes = np.sign(RNG.normal(size=(3, 8)))
     data = plots.PlotData(

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tac_jax.evaluate.aggregate import aggregate_summaries, summary_table
+from tac_jax.evaluate.reporting.aggregate import aggregate_summaries, summary_table
 
 
 def _run(tac, msp):

@@ -12,7 +12,7 @@ from tac_jax.config_io import load_config
 from tac_jax.data.fashion_mnist import load_fashion_mnist
 from tac_jax.data.idx import write_idx
 from tac_jax.evaluate import evaluate_run, score_file
-from tac_jax.evaluate.scoring import available_scores
+from tac_jax.evaluate.engine.scoring import available_scores
 from tac_jax.train.loop import train_and_evaluate
 from tac_jax.train.setup import load_run
 from tac_jax.train.step import as_float_images

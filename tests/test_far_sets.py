@@ -1,16 +1,16 @@
-"""Tests for tac_jax/evaluate/far_sets.py and `suites.far_ood_sets`."""
+"""Tests for tac_jax/evaluate/ood/far_sets.py and `suites.far_ood_sets`."""
 
 import numpy as np
 import pytest
 
-from tac_jax.evaluate.far_sets import (
+from tac_jax.evaluate.ood.far_sets import (
     FAR_SET_NAMES,
     FAR_SETS,
     digits_images,
     glyphs_images,
     photos_images,
 )
-from tac_jax.evaluate.suites import far_ood_sets
+from tac_jax.evaluate.ood.suites import far_ood_sets
 
 
 @pytest.mark.parametrize("name", FAR_SET_NAMES)

@@ -1,9 +1,9 @@
-"""Tests for tac_jax/evaluate/layers.py (per-layer diagnostics)."""
+"""Tests for tac_jax/evaluate/reporting/layers.py (per-layer diagnostics)."""
 
 import numpy as np
 import pytest
 
-from tac_jax.evaluate.layers import HISTOGRAM_EDGES, layer_diagnostics
+from tac_jax.evaluate.reporting.layers import HISTOGRAM_EDGES, layer_diagnostics
 
 RNG = np.random.default_rng(0)
 # Three classes, two tapped layers of width 4.

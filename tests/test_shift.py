@@ -5,12 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from tac_jax.evaluate import shift
-from tac_jax.evaluate.shift import (
+from tac_jax.evaluate.ood import tfds_shift
+from tac_jax.evaluate.ood.tfds_shift import tfds_corruption_sets
+from tac_jax.evaluate.reporting import shift
+from tac_jax.evaluate.reporting.shift import (
     shift_figure,
     shift_lines,
     shift_table,
-    tfds_corruption_sets,
 )
 
 
@@ -42,6 +43,7 @@ CLEAN = {"accuracy": 0.9, "ece": 0.03, "tac_accuracy": 0.85}
 
 def test_doctests():
     assert doctest.testmod(shift).failed == 0
+    assert doctest.testmod(tfds_shift).failed == 0
 
 
 def test_shift_table_by_hand():

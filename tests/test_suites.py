@@ -1,4 +1,4 @@
-"""Tests for tac_jax/evaluate/suites.py."""
+"""Tests for tac_jax/evaluate/ood/suites.py."""
 
 import sys
 
@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from tac_jax.evaluate.corruptions import CORRUPTIONS
-from tac_jax.evaluate.far_sets import FAR_SET_NAMES
-from tac_jax.evaluate.suites import (
+from tac_jax.evaluate.ood.corruptions import CORRUPTIONS
+from tac_jax.evaluate.ood.far_sets import FAR_SET_NAMES
+from tac_jax.evaluate.ood.suites import (
     FMNIST_CORRUPTIONS,
     KINDS,
     SYNTHETIC_NAMES,

@@ -8,8 +8,8 @@ import pytest
 
 from tac_jax.data.vocab import load_vocab
 from tac_jax.evaluate import evaluate_run
-from tac_jax.evaluate.collect import collect, make_forward
-from tac_jax.evaluate.scoring import TAC_NAMES
+from tac_jax.evaluate.engine.collect import collect, make_forward
+from tac_jax.evaluate.engine.scoring import TAC_NAMES
 from tac_jax.train.config import default_config
 from tac_jax.train.dataset import VOCAB_FILE, load_splits, run_vocab
 from tac_jax.train.loop import train_and_evaluate

@@ -1,4 +1,4 @@
-"""Tests for tac_jax/evaluate/text_suites.py and the text path of tac_jax/train/dataset.py,
+"""Tests for tac_jax/evaluate/ood/text_suites.py and the text path of tac_jax/train/dataset.py,
 on a fake man-page tree."""
 
 import gzip
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tac_jax.data.vocab import build_vocab
-from tac_jax.evaluate.text_suites import (
+from tac_jax.evaluate.ood.text_suites import (
     copyright_texts,
     other_languages,
     random_tokens,

@@ -19,7 +19,7 @@ import time
 from tac_jax.config_io import load_config
 from tac_jax.demo import run_demo
 from tac_jax.evaluate import evaluate_run
-from tac_jax.evaluate.compare import METRICS, compare_runs
+from tac_jax.evaluate.reporting.compare import METRICS, compare_runs
 from tac_jax.train.loop import train_and_evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -20,7 +20,7 @@ import sys
 import time
 
 from tac_jax.demo import run_demo
-from tac_jax.evaluate.aggregate import aggregate_summaries, summary_table
+from tac_jax.evaluate.reporting.aggregate import aggregate_summaries, summary_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "configs", "demo.py")

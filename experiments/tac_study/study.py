@@ -33,11 +33,16 @@ import numpy as np
 
 from tac_jax.data.arrays import to_float_images
 from tac_jax.evaluate import evaluate_run
-from tac_jax.evaluate.aggregate import aggregate_summaries
-from tac_jax.evaluate.collect import collect, head_params, make_forward
+from tac_jax.evaluate.engine.collect import collect, head_params, make_forward
+from tac_jax.evaluate.engine.scoring import (
+    compute_scores,
+    fit_tac_validation,
+    fitted_for_run,
+    tac_options,
+)
 from tac_jax.evaluate.harness import held_out_set
-from tac_jax.evaluate.scoring import compute_scores, fit_tac_validation, fitted_for_run, tac_options
-from tac_jax.evaluate.suites import corruption_sets, far_ood_sets
+from tac_jax.evaluate.ood.suites import corruption_sets, far_ood_sets
+from tac_jax.evaluate.reporting.aggregate import aggregate_summaries
 from tac_jax.metrics import auroc, misclassification_auroc
 from tac_jax.train.checkpoint import Checkpointer
 from tac_jax.train.dataset import load_splits
@@ -295,7 +300,7 @@ def layers_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def cmd_report(out: str) -> None:
     """``study.md``: the selection on validation and the test table over seeds."""
-    from tac_jax.evaluate.aggregate import HEADLINE, summary_table
+    from tac_jax.evaluate.reporting.aggregate import HEADLINE, summary_table
 
     with open(os.path.join(out, "select.json")) as f:
         select = json.load(f)

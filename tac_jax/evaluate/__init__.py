@@ -3,15 +3,15 @@ from held-out classes, synthetic noise and public benchmark pairs; `evaluate_run
 measures every confidence score of a trained run on them and writes a report; and
 `score_file`, which scores an array file with a trained run."""
 
-from tac_jax.evaluate.corruptions import (
+from tac_jax.evaluate.engine.scoring import SCORES, score_file
+from tac_jax.evaluate.harness import evaluate_run
+from tac_jax.evaluate.ood.corruptions import (
     CORRUPTIONS,
     SEVERITY_PARAMS,
     corrupt,
     low_frequency_noise,
 )
-from tac_jax.evaluate.harness import evaluate_run
-from tac_jax.evaluate.scoring import SCORES, score_file
-from tac_jax.evaluate.suites import (
+from tac_jax.evaluate.ood.suites import (
     FMNIST_CORRUPTIONS,
     SYNTHETIC_NAMES,
     TFDS_SHAPES,

@@ -1,12 +1,12 @@
 """`evaluate_run`: every confidence score of one trained run, on the same data and metrics.
 
-One forward pass per dataset (`tac_jax.evaluate.collect`) feeds every score
-(`tac_jax.evaluate.scoring.SCORES`); the feature-based ones are fitted on the run's
+One forward pass per dataset (`tac_jax.evaluate.engine.collect`) feeds every score
+(`tac_jax.evaluate.engine.scoring.SCORES`); the feature-based ones are fitted on the run's
 training split (at most ``max_fit`` examples). Then, per score: misclassification
 detection and selective classification on the test split, OOD detection of every set
 of the suite against the test split, and the reject value with thresholds chosen on
 validation data; then the hard cases: accuracy, ECE and detection per corruption and
-severity (covariate shift, `tac_jax.evaluate.shift`) and PGD inputs against every score
+severity (covariate shift, `tac_jax.evaluate.reporting.shift`) and PGD inputs against every score
 (`tac_jax.evaluate.robustness`). The results go to ``WORKDIR/report/``:
 ``metrics.json``, ``report.md`` and the figures.
 """
@@ -23,13 +23,10 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from tac_jax.evaluate import report as report_lib
-from tac_jax.evaluate import robustness, shift, tables
-from tac_jax.evaluate.adversarial import adversarial_figure
-from tac_jax.evaluate.collect import DEFAULT_BATCH, collect, head_params, make_forward
-from tac_jax.evaluate.fitted import MAX_FIT
-from tac_jax.evaluate.layers import layer_diagnostics
-from tac_jax.evaluate.scoring import (
+from tac_jax.evaluate import robustness
+from tac_jax.evaluate.engine.collect import DEFAULT_BATCH, collect, head_params, make_forward
+from tac_jax.evaluate.engine.fitted import MAX_FIT
+from tac_jax.evaluate.engine.scoring import (
     REPORT_DIR,
     SCORES,
     compute_scores,
@@ -41,8 +38,12 @@ from tac_jax.evaluate.scoring import (
     score_passes,
     tac_options,
 )
-from tac_jax.evaluate.suites import KINDS, OODSet, fmnist_suite
-from tac_jax.evaluate.text_suites import text_suite
+from tac_jax.evaluate.ood.suites import KINDS, OODSet, fmnist_suite
+from tac_jax.evaluate.ood.text_suites import text_suite
+from tac_jax.evaluate.reporting import report as report_lib
+from tac_jax.evaluate.reporting import shift, tables
+from tac_jax.evaluate.reporting.adversarial import adversarial_figure
+from tac_jax.evaluate.reporting.layers import layer_diagnostics
 from tac_jax.metrics import Costs
 from tac_jax.metrics.calibration import ece
 
@@ -306,9 +307,9 @@ def evaluate_run(
       workdir: a run written by `tac_jax.train.loop.train_and_evaluate`.
       suite: ``"fmnist"`` (synthetic, inverted and corrupted copies of ``num_ood`` test
         images, plus held-out classes when the run kept a subset), ``"text"``
-        (`tac_jax.evaluate.text_suites.text_suite`; a text run given ``"fmnist"``, an
+        (`tac_jax.evaluate.ood.text_suites.text_suite`; a text run given ``"fmnist"``, an
         image suite, gets it too), ``"none"``, or a sequence of
-        `tac_jax.evaluate.suites.OODSet`.
+        `tac_jax.evaluate.ood.suites.OODSet`.
       num_ood: images per OOD set.
       costs: ``r``, ``c_rej`` and ``c_def`` of the reject value (``c_err`` is swept).
       c_err_grid: the error costs of the value curve.
@@ -334,7 +335,7 @@ def evaluate_run(
       log: optional progress callback, e.g. ``print``.
 
     Returns:
-      The contents of ``metrics.json`` (see `tac_jax.evaluate.report` for the schema).
+      The contents of ``metrics.json`` (see `tac_jax.evaluate.reporting.report` for the schema).
 
     Raises:
       ValueError: on an unknown suite or score, or a score the run cannot compute.
@@ -499,7 +500,7 @@ def evaluate_run(
     figures: list[str] = []
     if plots:
         # matplotlib loads only when figures are drawn.
-        from tac_jax.evaluate import plots as plots_lib
+        from tac_jax.evaluate.reporting import plots as plots_lib
 
         say("figures")
         figures = plots_lib.write_plots(

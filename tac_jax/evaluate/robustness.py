@@ -8,7 +8,7 @@ A PGD section is keyed by its target (``"base"``, ``"tac"``), an FGSM one by the
 and ``"_fgsm"`` (``"base_fgsm"``, ``"tac_fgsm"``). Every score of the run is then
 computed on the attacked copies: the detection AUROC of clean against attacked inputs
 tests the paper's claim (e), and the base head's and TAC's accuracy on them is their
-robust accuracy (`tac_jax.evaluate.adversarial.adversarial_table`).
+robust accuracy (`tac_jax.evaluate.reporting.adversarial.adversarial_table`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from tac_jax.attacks import tac_logits_fn
-from tac_jax.evaluate.adversarial import ATTACKS, adversarial_table, attack_dataset, make_attack
-from tac_jax.evaluate.collect import predictive_logits_fn
+from tac_jax.evaluate.engine.collect import predictive_logits_fn
+from tac_jax.evaluate.ood.attacks import ATTACKS, attack_dataset, make_attack
+from tac_jax.evaluate.reporting.adversarial import adversarial_table
 
 EPSILONS = (0.1, 0.3)
 SIZE = 1000

@@ -16,7 +16,7 @@ Each wraps a base module from `tac_jax.models` (see `tac_jax.methods.wrap`):
   (power-iteration vectors in the ``"spectral"`` collection), and the head replaced by a
   random-feature GP output layer on the layer-normalised ``pre_logits``; the fixed random
   features live in the ``"rff"`` collection. The Laplace covariance is accumulated after
-  training over the training data (`tac_jax.evaluate.fitted`).
+  training over the training data (`tac_jax.evaluate.engine.fitted`).
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ class MethodModel:
 
     def capabilities(self) -> frozenset[str]:
         """What the evaluation can compute on this method's runs (see
-        `tac_jax.evaluate.registry.SCORES`'s ``needs``)."""
+        `tac_jax.evaluate.engine.registry.SCORES`'s ``needs``)."""
         caps = {self.name}
         if self.has_head:
             caps.add("head")

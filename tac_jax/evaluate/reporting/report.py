@@ -32,12 +32,12 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tac_jax.evaluate.adversarial import adversarial_lines
-from tac_jax.evaluate.markdown import Cell, markdown_table
+from tac_jax.evaluate.ood.suites import KINDS
+from tac_jax.evaluate.reporting.adversarial import adversarial_lines
+from tac_jax.evaluate.reporting.markdown import Cell, markdown_table
+from tac_jax.evaluate.reporting.shift import shift_lines
+from tac_jax.evaluate.reporting.tables import POLICIES
 from tac_jax.evaluate.robustness import SECTION_TARGETS
-from tac_jax.evaluate.shift import shift_lines
-from tac_jax.evaluate.suites import KINDS
-from tac_jax.evaluate.tables import POLICIES
 
 REPORT_FILE = "report.md"
 _KIND_TITLES = {"near": "near", "far": "far", "corruption": "corruption", "synthetic": "synthetic"}

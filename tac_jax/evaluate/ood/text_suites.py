@@ -30,7 +30,7 @@ import numpy as np
 from tac_jax.data.arrays import check_labels
 from tac_jax.data.manpages import DEFAULT_LANGUAGES, DEFAULT_ROOT, DEFAULT_SECTIONS, manpage_corpus
 from tac_jax.data.vocab import PAD_ID, RESERVED, Vocab, encode
-from tac_jax.evaluate.suites import OODSet
+from tac_jax.evaluate.ood.suites import OODSet
 
 DOC_ROOT = "/usr/share/doc"
 ALL_SECTIONS = tuple("123456789")

@@ -1,7 +1,7 @@
 """Every confidence score of a run, computed from one forward pass, and `score_file`.
 
-The scores and what each needs are in `tac_jax.evaluate.registry` (re-exported here).
-`compute_scores` turns the outputs of `tac_jax.evaluate.collect.collect` into one
+The scores and what each needs are in `tac_jax.evaluate.engine.registry` (re-exported here).
+`compute_scores` turns the outputs of `tac_jax.evaluate.engine.collect.collect` into one
 ``(N,)`` array per score in one jitted function, applied in fixed-size batches so it
 compiles once.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from tac_jax.batching import batched_apply
 from tac_jax.data.arrays import load_array
-from tac_jax.evaluate.collect import (
+from tac_jax.evaluate.engine.collect import (
     DEFAULT_BATCH,
     Forward,
     check_batchable,
@@ -27,7 +27,7 @@ from tac_jax.evaluate.collect import (
     head_params,
     make_forward,
 )
-from tac_jax.evaluate.fitted import (
+from tac_jax.evaluate.engine.fitted import (
     FITTED_FILE,
     KNN_K,
     MAX_FIT,
@@ -39,7 +39,7 @@ from tac_jax.evaluate.fitted import (
     fuse_statistics,
     subset_indices,
 )
-from tac_jax.evaluate.registry import (
+from tac_jax.evaluate.engine.registry import (
     SCORES,
     TAC_NAMES,
     ScoreInfo,
@@ -156,7 +156,7 @@ def compute_scores(
     """Every score in ``names`` from one dataset's collected outputs.
 
     Args:
-      outputs: from `tac_jax.evaluate.collect.collect` (with ``"odin"`` if it is named,
+      outputs: from `tac_jax.evaluate.engine.collect.collect` (with ``"odin"`` if it is named,
         ``"activation"`` for TAC's scores).
       names: score names (see `SCORES`).
       fitted: the training statistics, needed by the feature-based scores.
@@ -338,10 +338,10 @@ def fitted_for_run(
 
     Args:
       workdir: the run's directory (the cache lives in its ``report/``).
-      forward: the run's passes (`tac_jax.evaluate.collect.make_forward`).
+      forward: the run's passes (`tac_jax.evaluate.engine.collect.make_forward`).
       step: the checkpoint step the run was loaded at.
       train: the training split, ``{"image", "label"}``.
-      head: the base head's ``(kernel, bias)`` (`tac_jax.evaluate.collect.head_params`).
+      head: the base head's ``(kernel, bias)`` (`tac_jax.evaluate.engine.collect.head_params`).
       max_fit: at most this many training examples are used.
       seed: picks them when the split is larger.
       batch_size: examples per forward pass.

@@ -22,7 +22,7 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from tac_jax.evaluate.markdown import markdown_table
+from tac_jax.evaluate.reporting.markdown import markdown_table
 
 METRICS = os.path.join("report", "metrics.json")
 # The evaluation settings that must agree for runs to be compared.
@@ -249,7 +249,7 @@ FIGURE_FILE = "compare.png"
 def compare_figure(directory: str | os.PathLike, runs: Mapping[str, Mapping[str, Any]]) -> str:
     """Accuracy and ECE against corruption severity, one line per run (Ovadia et al.'s
     comparison of methods under shift), and robust accuracy against ε."""
-    from tac_jax.evaluate.plots import _figure, _save, _style  # matplotlib only here
+    from tac_jax.evaluate.reporting.plots import _figure, _save, _style  # matplotlib only here
 
     style = _style(list(runs))
     fig = _figure(15, 4.2)

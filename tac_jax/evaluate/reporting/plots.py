@@ -26,8 +26,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tac_jax.evaluate.suites import KINDS
-from tac_jax.evaluate.tables import finite
+from tac_jax.evaluate.ood.suites import KINDS
+from tac_jax.evaluate.reporting.tables import finite
 from tac_jax.metrics import auroc, risk_coverage_curve, roc_curve
 
 _DPI = 110
@@ -53,7 +53,7 @@ class PlotData:
       codes: ``(C, M)`` TAC's class codes, or None.
       ood_activation: ``{set: (k, M)}`` activation vectors of a few OOD inputs.
       code_width: entries per layer block of the codes (for the block separators).
-      layers: the ``layers`` section of ``metrics.json`` (`tac_jax.evaluate.layers`),
+      layers: the ``layers`` section of ``metrics.json`` (`tac_jax.evaluate.reporting.layers`),
         or None.
     """
 

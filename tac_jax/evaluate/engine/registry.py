@@ -6,7 +6,7 @@ higher means "more in-distribution / more likely correct" (METHODS §4–5). A s
 runs (``tac_weighted`` also needs a validation split), ReAct and ViM need the model's ``head`` Dense, the training-time methods' scores
 need a run of that method (`tac_jax.methods`), MC dropout a base with dropout. A score
 may also read an extra pass over its inputs (``ScoreInfo.pass_name``, see
-`tac_jax.evaluate.collect.PASSES`).
+`tac_jax.evaluate.engine.collect.PASSES`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tac_jax.evaluate.collect import (
+from tac_jax.evaluate.engine.collect import (
     CONFIDENCE_EPSILON,
     MC_SAMPLES,
     ODIN_EPSILON,
@@ -25,7 +25,7 @@ from tac_jax.evaluate.collect import (
     head_params,
     supported_passes,
 )
-from tac_jax.evaluate.fitted import KNN_K
+from tac_jax.evaluate.engine.fitted import KNN_K
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,7 +259,7 @@ def resolve_scores(
 
 
 def score_passes(names: Sequence[str]) -> tuple[str, ...]:
-    """The extra passes ``names`` read, in `tac_jax.evaluate.collect.PASSES` order."""
+    """The extra passes ``names`` read, in `tac_jax.evaluate.engine.collect.PASSES` order."""
     return tuple(dict.fromkeys(SCORES[n].pass_name for n in names if SCORES[n].pass_name))
 
 

@@ -7,8 +7,8 @@ calibration (ECE) should degrade gracefully rather than collapse. The corruption
 an OOD suite ("<corruption>_s<k>", kind "corruption", labels kept) already carry
 accuracy, ECE and every score's detection AUROC; `shift_table` regroups them by
 corruption and severity and averages over corruptions per severity, with the clean test
-split as severity 0. `tfds_corruption_sets` reads CIFAR-10-C (Hendrycks & Dietterich,
-2019) through TFDS as such sets.
+split as severity 0. `tac_jax.evaluate.ood.tfds_shift` reads CIFAR-10-C (Hendrycks &
+Dietterich, 2019) through TFDS as such sets.
 """
 
 from __future__ import annotations
@@ -21,18 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from tac_jax.data.arrays import check_labels, to_float_images
-from tac_jax.evaluate.markdown import markdown_table
-from tac_jax.evaluate.suites import Loader, OODSet, load_tfds_images
+from tac_jax.evaluate.reporting.markdown import markdown_table
 
 SEVERITIES = (1, 2, 3, 4, 5)
 FIGURE_FILE = "shift.png"
-# The 15 benchmark corruptions of CIFAR-10-C and its 4 extra ones, as TFDS names them.
-CIFAR10_C_CORRUPTIONS = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "frosted_glass_blur",
-    "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic",
-    "pixelate", "jpeg_compression", "gaussian_blur", "saturate", "spatter", "speckle_noise",
-)  # fmt: skip
 _NAME = re.compile(r"^(?P<corruption>.+)_s(?P<severity>[1-5])$")
 _METRICS = ("accuracy", "tac_accuracy", "ece")
 
@@ -174,7 +166,7 @@ def shift_figure(directory: str | os.PathLike, section: Mapping[str, Any]) -> st
     Returns:
       The file name, relative to ``directory`` (as the other figures).
     """
-    from tac_jax.evaluate.plots import _figure, _save  # matplotlib only when drawing
+    from tac_jax.evaluate.reporting.plots import _figure, _save  # matplotlib only when drawing
 
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
@@ -219,76 +211,3 @@ def shift_figure(directory: str | os.PathLike, section: Mapping[str, Any]) -> st
 
 def _nans(values: Sequence[float | None]) -> list[float]:
     return [math.nan if v is None else v for v in values]
-
-
-def _as_array(images: Any) -> np.ndarray:
-    if isinstance(images, np.ndarray):
-        return images
-    images = [np.asarray(image) for image in images]
-    if len({image.shape for image in images}) > 1:
-        raise ValueError("expected images of one size, got images of several sizes")
-    return np.stack(images) if images else np.zeros((0, 1, 1, 1), np.float32)
-
-
-def tfds_corruption_sets(
-    name: str = "cifar10_corrupted",
-    *,
-    corruptions: Sequence[str],
-    severities: Sequence[int] = SEVERITIES,
-    split: str = "test",
-    num: int | None = 2000,
-    load: Loader | None = None,
-    seed: int = 0,
-) -> list[OODSet]:
-    """Corrupted test sets read through TFDS (CIFAR-10-C), as labelled OOD sets.
-
-    TFDS names each (corruption, severity) a config: "cifar10_corrupted/fog_3".
-
-    Args:
-      name: the TFDS dataset.
-      corruptions: corruption names (`CIFAR10_C_CORRUPTIONS` for cifar10_corrupted).
-      severities: integers in 1..5.
-      split: the split to read.
-      num: examples kept per set, drawn without replacement by a generator of
-        ``seed`` (the same indices for every set of the same size); None keeps all.
-      load: ``load(full_name, split) -> (images, labels)``; default
-        `tac_jax.evaluate.suites.load_tfds_images` (needs tensorflow-datasets and, the
-        first time, a network).
-      seed: the subsampling seed.
-
-    Returns:
-      "corruption" `OODSet`s named "<corruption>_s<k>", corruption-major, with float32
-      images in [0, 1] and int32 labels.
-
-    >>> fake = lambda name, split: (np.zeros((5, 32, 32, 3), np.uint8), np.arange(5))
-    >>> sets = tfds_corruption_sets(corruptions=["fog"], severities=[1, 3], num=2, load=fake)
-    >>> [(s.name, s.images.shape, s.labels.dtype.name) for s in sets]
-    [('fog_s1', (2, 32, 32, 3), 'int32'), ('fog_s3', (2, 32, 32, 3), 'int32')]
-    """
-    names = [corruptions] if isinstance(corruptions, str) else list(corruptions)
-    if not names:
-        raise ValueError("expected at least one corruption, got none")
-    if name == "cifar10_corrupted":
-        unknown = [c for c in names if c not in CIFAR10_C_CORRUPTIONS]
-        if unknown:
-            raise ValueError(f"expected corruptions from {CIFAR10_C_CORRUPTIONS}, got {unknown}")
-    bad = [s for s in severities if isinstance(s, bool) or s not in SEVERITIES]
-    if bad or not len(severities):
-        raise ValueError(f"expected severities in {SEVERITIES}, got {list(severities)}")
-    if num is not None and num <= 0:
-        raise ValueError(f"expected num > 0 or None, got {num}")
-    load = load_tfds_images if load is None else load
-    sets = []
-    for corruption in names:
-        for severity in severities:
-            images, labels = load(f"{name}/{corruption}_{int(severity)}", split)
-            x, y = to_float_images(_as_array(images)), check_labels(labels)
-            if len(x) != len(y):
-                raise ValueError(
-                    f"expected as many labels as images, got {len(x)} images and {len(y)} labels"
-                )
-            if num is not None and num < len(x):
-                pick = np.sort(np.random.default_rng(seed).choice(len(x), num, replace=False))
-                x, y = x[pick], y[pick]
-            sets.append(OODSet(f"{corruption}_s{int(severity)}", x, "corruption", labels=y))
-    return sets

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from tac_jax.data.arrays import check_labels, keep_classes, to_float_images
-from tac_jax.evaluate.corruptions import CORRUPTIONS, low_frequency_noise
-from tac_jax.evaluate.far_sets import FAR_SETS
+from tac_jax.evaluate.ood.corruptions import CORRUPTIONS, low_frequency_noise
+from tac_jax.evaluate.ood.far_sets import FAR_SETS
 
 KINDS = ("near", "far", "corruption", "synthetic")
 SYNTHETIC_NAMES = (
@@ -235,7 +235,7 @@ def _permute_pixels(images: np.ndarray, seed: int) -> np.ndarray:
 def far_ood_sets(
     num: int, *, seed: int = 0, part: str = "test", like: np.ndarray | None = None
 ) -> list[OODSet]:
-    """The three far-OOD sets of `tac_jax.evaluate.far_sets` (handwritten digits, typeset
+    """The three far-OOD sets of `tac_jax.evaluate.ood.far_sets` (handwritten digits, typeset
     letters, photograph crops), ``num`` images each at most, of ``part`` ``"test"`` or
     ``"validation"`` (disjoint), brought to the size and channels of ``like``'s images.
 

@@ -138,7 +138,7 @@ def fit_statistics(
     meta: Mapping[str, Any] | None = None,
     knn_k: int = KNN_K,
 ) -> Fitted:
-    """Fits every feature-based score on training outputs of `tac_jax.evaluate.collect`.
+    """Fits every feature-based score on training outputs of `tac_jax.evaluate.engine.collect`.
 
     Args:
       outputs: ``{"penultimate" (N, D), "layers": {name: (N, C_l)}, ...}``; with
@@ -198,7 +198,7 @@ def fit_tac_weights(
     outputs: Mapping[str, Any], labels: np.ndarray, codes: np.ndarray, width: int
 ) -> tuple[np.ndarray, float]:
     """TAC's per-layer weights (`tac_jax.scores.tac.fit_block_weights`) on held-out
-    outputs of `tac_jax.evaluate.collect` (``"activation"``, ``"logits"``): which layers'
+    outputs of `tac_jax.evaluate.engine.collect` (``"activation"``, ``"logits"``): which layers'
     agreement with the base prediction's code tells a right prediction from a wrong one."""
     logits = np.asarray(outputs["logits"])
     prediction = np.argmax(logits, axis=-1)
