@@ -53,6 +53,8 @@ from tac_jax.scores import (
     tac_scores,
     vim_score,
 )
+from tac_jax.scores import tac as tac_lib
+from tac_jax.scores.entry import HeldData
 from tac_jax.scores.purview import fit_purview_detector, purview_detector_score
 from tac_jax.train.config import default_config
 from tac_jax.train.setup import build_setup
@@ -330,8 +332,8 @@ def test_compute_scores_matches_the_score_functions():
     fitted, labels, head = fitted_for(train)
     codes = np.sign(RNG.normal(size=(3, 8))).astype(np.float32)
     # Two tapped layers of 4 entries; weights as if fitted on validation data.
-    fitted.tac_weights = (np.array([0.5, 2.0], np.float32), -1.0)
-    fitted.tac_fuse = np.array([0.1, 0.5, -20.0, 4.0], np.float32)
+    fitted.stats["tac_weighted"] = {"weights": np.array([0.5, 2.0], np.float32), "bias": -1.0}
+    fitted.stats["tac_fused"] = {"moments": np.array([0.1, 0.5, -20.0, 4.0], np.float32)}
     out = scoring.compute_scores(test, tuple(scoring.SCORES), fitted=fitted, codes=codes,
                                  code_width=4, scale=3.0, batch_size=16)  # fmt: skip
     f, z = test["penultimate"], test["logits"]
@@ -342,7 +344,7 @@ def test_compute_scores_matches_the_score_functions():
         fit_mahalanobis(train["activation"], labels, 3), test["activation"]
     )
     # Standardised on held-out statistics [μ_w, σ_w, μ_m, σ_m], λ = 0.25 by default.
-    fuse = fitted.tac_fuse
+    fuse = fitted.stats["tac_fused"]["moments"]
     expected["tac_fused"] = (expected["tac_weighted"] - fuse[0]) / fuse[1] + 0.25 * (
         np.asarray(expected["tac_mahalanobis"]) - fuse[2]
     ) / fuse[3]
@@ -394,17 +396,17 @@ def test_compute_scores_needs_what_the_scores_read():
     tac = dict(fitted=fitted, codes=codes)
     with pytest.raises(ValueError, match="layer weights .* for \\['tac_weighted'\\]"):
         scoring.compute_scores(outputs, ["tac_weighted"], code_width=4, **tac)
-    fitted.tac_fuse = np.ones(4, np.float32)
+    fitted.stats["tac_fused"] = {"moments": np.ones(4, np.float32)}
     with pytest.raises(ValueError, match="layer weights .* for \\['tac_fused'\\]"):
         scoring.compute_scores(outputs, ["tac_fused"], code_width=4, **tac)
-    fitted.tac_weights = (np.ones(2, np.float32), 0.0)
+    fitted.stats["tac_weighted"] = {"weights": np.ones(2, np.float32), "bias": 0.0}
     with pytest.raises(ValueError, match="layer weights"):
         scoring.compute_scores(outputs, ["tac_fused"], **tac)
     with pytest.raises(ValueError, match="expected deepest >= 0"):
         scoring.compute_scores(outputs, ["tac"], code_width=4, deepest=-1, **tac)
     with pytest.raises(ValueError, match="code width to keep the deepest"):
         scoring.compute_scores(outputs, ["tac"], deepest=1, **tac)
-    fitted.tac_fuse = None
+    del fitted.stats["tac_fused"]
     with pytest.raises(ValueError, match="tac_fused's validation statistics"):
         scoring.compute_scores(outputs, ["tac_fused"], code_width=4, **tac)
 
@@ -419,15 +421,17 @@ def test_fitted_statistics_round_trip_and_cache(tmp_path):
         calls.append(1)
         return fitted
 
-    fitted.tac_weights = (np.array([0.25, 1.5], np.float32), -0.5)
-    fitted.tac_fuse = np.array([0.1, 0.5, -20.0, 4.0], np.float32)
+    fitted.stats["tac_weighted"] = {"weights": np.array([0.25, 1.5], np.float32), "bias": -0.5}
+    fitted.stats["tac_fused"] = {"moments": np.array([0.1, 0.5, -20.0, 4.0], np.float32)}
     meta = fitted_lib.fingerprint(7, 30, 100, 0, ["l0", "l1"], validation_examples=12)
     first = fitted_lib.fit_or_load(path, meta, fit)
     again = fitted_lib.fit_or_load(path, dict(meta), fit)
     assert len(calls) == 1 and again.meta == first.meta
-    np.testing.assert_array_equal(again.tac_weights[0], [0.25, 1.5])
-    np.testing.assert_array_equal(again.tac_fuse, np.float32([0.1, 0.5, -20.0, 4.0]))
-    assert again.tac_weights[1] == -0.5
+    np.testing.assert_array_equal(again.stats["tac_weighted"]["weights"], [0.25, 1.5])
+    moments = again.stats["tac_fused"]["moments"]
+    np.testing.assert_array_equal(moments, np.float32([0.1, 0.5, -20.0, 4.0]))
+    assert again.stats["tac_weighted"]["bias"] == -0.5
+    assert again.knn_k == fitted.knn_k == 5
     names = tuple(n for n in scoring.SCORES if n not in scoring.TAC_NAMES)
     a = scoring.compute_scores(test, names, fitted=fitted)
     b = scoring.compute_scores(test, names, fitted=again)
@@ -632,6 +636,48 @@ def test_build_suite_by_name_or_sets():
         harness.build_suite("cifar", test, data, **kwargs)
 
 
+def test_build_suite_reads_a_tfds_suite_for_its_own_dataset_only(monkeypatch):
+    from tac_jax.evaluate.ood.suites import OODSet
+
+    test = {"image": RNG.integers(0, 256, (30, 28, 28), dtype=np.uint8), "label": np.arange(30) % 3}
+    calls = []
+
+    def fake_load(name, split, data_dir=None):
+        calls.append((name, split, data_dir))
+        return np.full((4, 32, 32, 3), 255, np.uint8), np.zeros(4, int)
+
+    data = default_config().data
+    data.source, data.name, data.data_dir = "tfds", "mnist", "/data/tfds"
+    kwargs = dict(num_ood=5, seed=0, severities=(1,), corruptions=None)
+    mine = OODSet("mine", np.zeros((2, 28, 28, 1), np.float32), "far")
+    sets = harness.build_suite("mnist", test, data, load=fake_load, extra=[mine], **kwargs)
+    assert [(s.name, s.kind, s.images.shape) for s in sets] == [
+        ("fashion_mnist", "far", (4, 28, 28, 1)),
+        ("kmnist", "far", (4, 28, 28, 1)),
+        ("mine", "far", (2, 28, 28, 1)),
+    ]
+    assert calls == [("fashion_mnist", "test[:5]", None), ("kmnist", "test[:5]", None)]
+    # The default loader reads a TFDS run's data_dir.
+    monkeypatch.setattr(harness, "load_tfds_images", fake_load)
+    calls.clear()
+    harness.build_suite("mnist", test, data, **kwargs)
+    assert {c[2] for c in calls} == {"/data/tfds"}
+    with pytest.raises(ValueError, match="distinct from the suite's, got 'kmnist' in both"):
+        harness.build_suite("mnist", test, data, load=fake_load, extra=[
+            OODSet("kmnist", mine.images, "far")], **kwargs)  # fmt: skip
+    assert harness.build_suite("none", test, data, extra=[mine], **kwargs) == [mine]
+    # A Fashion-MNIST run from local files may take the fashion_mnist suite, no other.
+    data = default_config().data
+    assert len(harness.build_suite("fashion_mnist", test, data, load=fake_load, **kwargs)) == 2
+    for suite in ("mnist", "cifar10"):
+        message = f"expected a run trained on '{suite}' for suite '{suite}', got config.data.source"
+        with pytest.raises(ValueError, match=message):
+            harness.build_suite(suite, test, data, load=fake_load, **kwargs)
+    data.source, data.name = "tfds", "cifar100"
+    with pytest.raises(ValueError, match="got config.data.name='cifar100'"):
+        harness.build_suite("cifar10", test, data, load=fake_load, **kwargs)
+
+
 @pytest.mark.parametrize("module", [tables, report, fitted_lib, harness, scoring])
 def test_docstring_examples(module):
     assert doctest.testmod(module).failed == 0
@@ -639,9 +685,9 @@ def test_docstring_examples(module):
 
 def test_fuse_statistics_standardise_held_out_scores():
     held = {"tac_weighted": np.array([1.0, 3.0, np.inf]), "tac_mahalanobis": np.full(3, -5.0)}
-    np.testing.assert_allclose(fitted_lib.fuse_statistics(held), [2.0, 1.0, -5.0, 1e-6])
+    np.testing.assert_allclose(tac_lib.fuse_statistics(held), [2.0, 1.0, -5.0, 1e-6])
     with pytest.raises(ValueError, match="at least 2 finite held-out tac_weighted"):
-        fitted_lib.fuse_statistics(
+        tac_lib.fuse_statistics(
             {"tac_weighted": np.array([1.0]), "tac_mahalanobis": held["tac_mahalanobis"]}
         )
 
@@ -649,11 +695,19 @@ def test_fuse_statistics_standardise_held_out_scores():
 def test_scores_whose_validation_fit_failed_are_left_out_or_refused():
     fitted, _, _ = fitted_for(fake_outputs(30))
     names = ("tac", "tac_weighted", "tac_fused", "msp")
-    # No weights (a validation split without errors): dropped from the default set...
+    # A validation split without errors: no layer weights can be fitted...
+    held = fake_outputs(12)
+    codes = np.sign(RNG.normal(size=(3, 8))).astype(np.float32)
+    labels = held["logits"].argmax(1)
+    data = HeldData(held, labels, codes, 4, lambda wanted: {})
+    fitted_lib.fit_held_out(fitted, names, data)
+    assert "tac_weighted" in fitted.failed and "tac_weighted" not in fitted.stats
+    # ...so they are dropped from the default set...
     assert scoring.drop_unfitted(names, None, fitted) == ("tac", "msp")
     # ...and refused, in one line, when asked for by name.
-    with pytest.raises(ValueError, match=r"layer weights for \['tac_fused'\].*no errors"):
+    with pytest.raises(ValueError, match=r"layer weights .*for \['tac_fused'\].*both errors"):
         scoring.drop_unfitted(("tac_fused",), ["tac_fused"], fitted)
-    fitted.tac_weights = (np.ones(2, np.float32), 0.0)
+    fitted.stats["tac_weighted"] = {"weights": np.ones(2, np.float32), "bias": 0.0}
+    fitted.stats["tac_fused"] = {"moments": np.ones(4, np.float32)}
     assert scoring.drop_unfitted(names, None, fitted) == names
     assert scoring.drop_unfitted(names, None, None) == names

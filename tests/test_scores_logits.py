@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from tac_jax.batching import batched_apply
-from tac_jax.scores import NEEDS, POSTHOC_SCORES
 from tac_jax.scores.logits import (
     energy,
     max_logit,
@@ -155,8 +154,13 @@ def test_bad_inputs_say_what_was_expected():
         odin(lambda x: jnp.ones((1, 2)), jnp.ones((3, 2)))
 
 
-def test_registry_names_and_needs():
-    assert list(POSTHOC_SCORES) == [
+def test_registry_entries_each_hold_their_score():
+    """One entry per score, from its family's module, in report order."""
+    from tac_jax.evaluate.engine.registry import SCORES, WHY
+    from tac_jax.scores import logits as logits_lib
+
+    posthoc = [n for n, e in SCORES.items() if e.family in ("logits", "feature", "gradient")]
+    assert posthoc[:10] == [
         "msp",
         "max_logit",
         "energy",
@@ -167,12 +171,13 @@ def test_registry_names_and_needs():
         "knn",
         "react",
         "vim",
-        "gradnorm",
     ]
-    for name, spec in POSTHOC_SCORES.items():
-        assert spec.name == name
-        assert set(spec.needs) <= set(NEEDS), name
-        assert callable(spec.score)
-        assert ("fit" in spec.needs) == (spec.fit is not None), name
-    assert POSTHOC_SCORES["entropy"].score is neg_entropy
-    assert POSTHOC_SCORES["odin"].needs == ("input+model",)
+    for name, entry in SCORES.items():
+        assert entry.name == name and entry.formula and callable(entry.compute)
+        assert set(entry.needs) <= set(WHY) | {"fit"}, name
+        # What reads fitted statistics says so to the capability check.
+        assert entry.fitted == ("fit" in entry.needs), name
+        assert set(entry.uses) <= set(SCORES), name
+    assert [e.name for e in logits_lib.ENTRIES] == ["msp", "max_logit", "energy", "entropy",
+                                                    "odin"]  # fmt: skip
+    assert SCORES["odin"].pass_name == "odin" and SCORES["odin"].needs == ("input",)

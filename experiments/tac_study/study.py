@@ -36,7 +36,7 @@ from tac_jax.evaluate import evaluate_run
 from tac_jax.evaluate.engine.collect import collect, head_params, make_forward
 from tac_jax.evaluate.engine.scoring import (
     compute_scores,
-    fit_tac_validation,
+    fit_validation,
     fitted_for_run,
     tac_options,
 )
@@ -108,10 +108,10 @@ def score_candidate(workdir: str, step: int, deepests: Sequence[int], log=print)
     val = splits["validation"]
     forward = make_forward(setup, state)
     fitted = fitted_for_run(workdir, forward, step, splits["train"], head_params(setup, state),
-                            log=log)  # fmt: skip
+                            names=TAC_VARIANTS + BASELINES, log=log)  # fmt: skip
     half_a, half_b = _halves(len(val["label"]))
     held = collect(forward, val["image"][half_a])
-    fit_tac_validation(fitted, held, val["label"][half_a], setup.tac.codes)
+    fit_validation(fitted, ("tac_fused",), held, val["label"][half_a], setup.tac.codes)
     sets = validation_sets(setup.config.data, val)
     outputs = {"in": collect(forward, val["image"][half_b])}
     for kind, images in sets.items():

@@ -22,6 +22,9 @@ import jax
 import jax.numpy as jnp
 
 EPS = 1e-12
+# The test-time step of the perturbed confidence (DeVries & Taylor tune it on OOD data;
+# this default is fixed beforehand, in the units of images in [0, 1]).
+CONFIDENCE_EPSILON = 0.002
 LAMBDA_INIT = 0.1
 BUDGET = 0.3
 

@@ -17,6 +17,9 @@ import jax.numpy as jnp
 
 from tac_jax.methods.ensemble import ensemble_scores
 
+# Dropout masks per input, and the seed they are drawn from.
+MC_SAMPLES = 20
+MC_SEED = 0
 
 def dropout_rate(base: nn.Module) -> float:
     """The base's ``dropout_rate`` field (0 when it has none)."""

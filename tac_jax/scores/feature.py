@@ -25,9 +25,19 @@ import numpy as np
 from tac_jax.batching import padded_batches
 from tac_jax.features import pool, resolve_layers
 from tac_jax.model import PADDING_MASK
-from tac_jax.scores.logits import check_features, check_head, check_logits
+from tac_jax.scores.entry import FitData, Score, Stats, as_stats
+from tac_jax.scores.logits import (
+    check_features,
+    check_head,
+    check_logits,
+    react_energy,
+    react_threshold,
+)
 
 _HI = jax.lax.Precision.HIGHEST
+# KNN's neighbour rank and ReAct's clipping percentile (their papers' defaults).
+KNN_K = 50
+REACT_PERCENTILE = 90.0
 _DEFAULT_BATCH = 2048
 
 
@@ -624,3 +634,109 @@ def vim_score(stats: ViMStats, features: jax.Array, logits: jax.Array) -> jax.Ar
         )
     residual = jnp.linalg.norm(_dot(f - stats.origin, stats.residual_basis), axis=-1)
     return jax.nn.logsumexp(z, axis=-1) - stats.alpha * residual
+
+
+# -- The registry's entries (`tac_jax.scores.entry`) -----------------------------------
+
+
+def _train_features(data: FitData) -> np.ndarray:
+    f = np.asarray(data.outputs["penultimate"], np.float32)
+    if f.ndim != 2 or len(f) != len(data.labels) or len(f) == 0:
+        raise ValueError(
+            f"expected (N, D) training features with N = {len(data.labels)} labels, got "
+            f"shape {f.shape}"
+        )
+    return f
+
+
+def _fit_mahalanobis(data: FitData) -> Stats:
+    return as_stats(fit_mahalanobis(_train_features(data), data.labels, data.num_classes))
+
+
+def _fit_multilayer(data: FitData) -> Stats:
+    layers = dict(data.outputs["layers"])
+    fitted = fit_multilayer_mahalanobis(layers, data.labels, list(layers), data.num_classes)
+    return {name: as_stats(stats) for name, stats in fitted.items()}
+
+
+def _multilayer(v) -> jax.Array:
+    stats = {name: MahalanobisStats(**s) for name, s in v.stats("mahalanobis_multi").items()}
+    return multilayer_mahalanobis_score(stats, v.output("layers"))
+
+
+def _fit_knn(data: FitData) -> Stats:
+    f = _train_features(data)
+    stats = as_stats(fit_knn(f))
+    stats["k"] = int(min(data.knn_k, len(f)))
+    return stats
+
+
+def _knn(v) -> jax.Array:
+    s = v.stats("knn")
+    return knn_score(KNNStats(s["bank"], s["valid"], s["size"]), v.features, k=s["k"])
+
+
+def _fit_react(data: FitData) -> Stats | None:
+    if data.head is None:
+        return None
+    kernel, bias = data.head
+    threshold = react_threshold(_train_features(data), REACT_PERCENTILE)
+    return {"threshold": np.float32(threshold), "kernel": kernel, "bias": bias}
+
+
+def _react(v) -> jax.Array:
+    s = v.stats("react")
+    return react_energy(v.features, s["kernel"], s["bias"], s["threshold"])
+
+
+def _fit_vim(data: FitData) -> Stats | None:
+    f = _train_features(data)
+    if data.head is None or f.shape[1] < 2:
+        return None
+    return as_stats(fit_vim(f, *data.head, vim_default_dim(f.shape[1]) or 1))
+
+
+ENTRIES = (
+    Score(
+        "mahalanobis",
+        "feature",
+        "−min_c (f − μ_c)ᵀ Σ⁻¹ (f − μ_c) on the penultimate features f; class means, "
+        "shared covariance",
+        lambda v: mahalanobis_score(MahalanobisStats(**v.stats("mahalanobis")), v.features),
+        needs=("fit", "features"),
+        fit=_fit_mahalanobis,
+    ),
+    Score(
+        "mahalanobis_multi",
+        "feature",
+        "Σ over the pooled tapped layers of each layer's Mahalanobis score (unweighted sum)",
+        _multilayer,
+        needs=("fit", "features"),
+        fit=_fit_multilayer,
+    ),
+    Score(
+        "knn",
+        "feature",
+        f"−‖f̂ − f̂_(k)‖: distance of the L2-normalised f̂ = f/‖f‖ to its k-th (k = {KNN_K}, "
+        "at most the fitted examples) nearest normalised training feature",
+        _knn,
+        needs=("fit", "features"),
+        fit=_fit_knn,
+    ),
+    Score(
+        "react",
+        "feature",
+        "logsumexp(min(f, c) W + b), c the 90th percentile of training activations",
+        _react,
+        needs=("fit", "features", "head"),
+        fit=_fit_react,
+    ),
+    Score(
+        "vim",
+        "feature",
+        "logsumexp(z) − α‖(f − u) projected off the principal subspace‖ (virtual logit)",
+        lambda v: vim_score(ViMStats(**v.stats("vim")), v.features, v.logits),
+        needs=("fit", "features", "head"),
+        fit=_fit_vim,
+    ),
+)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from tac_jax.scores.entry import Score
 from tac_jax.scores.logits import check_features, check_logits
 
 
@@ -44,3 +45,14 @@ def gradnorm(features_penultimate: jax.Array, logits: jax.Array) -> jax.Array:
         )
     deviation = jax.nn.softmax(z, axis=-1) - 1.0 / z.shape[1]
     return jnp.sum(jnp.abs(f), axis=-1) * jnp.sum(jnp.abs(deviation), axis=-1)
+
+
+ENTRIES = (
+    Score(
+        "gradnorm",
+        "gradient",
+        "‖f‖₁ · ‖softmax(z) − 1/C‖₁: the head gradient's L1 norm towards uniform",
+        lambda v: gradnorm(v.features, v.logits),
+        needs=("features",),
+    ),
+)

@@ -13,6 +13,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from tac_jax.scores.entry import Score
+
+# ODIN's settings (Liang et al., 2018), in the units the model takes: images in [0, 1].
+ODIN_TEMPERATURE = 1000.0
+ODIN_EPSILON = 0.0014
+
 
 def check_logits(logits: jax.Array, name: str = "logits") -> jax.Array:
     """``logits`` as float32, after checking that it is ``(batch, classes)``."""
@@ -206,3 +212,28 @@ def check_head(
     if jnp.shape(head_bias) != (classes,):
         raise ValueError(f"expected a head bias of shape ({classes},), got {jnp.shape(head_bias)}")
     return jnp.asarray(head_kernel, jnp.float32), jnp.asarray(head_bias, jnp.float32)
+
+
+# -- The registry's entries (`tac_jax.scores.entry`) -----------------------------------
+
+ENTRIES = (
+    Score("msp", "logits", "max_c softmax(z)_c", lambda v: msp(v.logits)),
+    Score("max_logit", "logits", "max_c z_c", lambda v: max_logit(v.logits)),
+    Score(
+        "energy", "logits", "logsumexp(z) (the negated free energy, T = 1)",
+        lambda v: energy(v.logits),
+    ),
+    Score(
+        "entropy", "logits", "Σ_c p_c log p_c (the negated predictive entropy)",
+        lambda v: neg_entropy(v.logits),
+    ),
+    Score(
+        "odin",
+        "logits",
+        f"max_c softmax(z(x̃)/T)_c, T = {ODIN_TEMPERATURE:g}, x̃ one signed-gradient step "
+        f"of ε = {ODIN_EPSILON:g} (inputs in [0, 1]) raising the predicted class",
+        lambda v: v.output("odin"),
+        needs=("input",),
+        pass_name="odin",
+    ),
+)  # fmt: skip

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tac_jax.batching import batched_apply
+from tac_jax.scores.entry import FitData, Score, Stats, as_stats
 
 GROUPS = ("module", "leaf")
 LossParamsFn = Callable[[Any, jax.Array], jax.Array]
@@ -275,3 +276,33 @@ def purview_detector_score(detector: PurviewDetector, features: jax.Array) -> ja
         )
     z = (jnp.log(jnp.asarray(features, jnp.float32) + detector.eps) - detector.mean) / detector.std
     return -jnp.sqrt(jnp.sum(z * z, axis=-1))
+
+
+def _fit_detector(data: FitData) -> Stats | None:
+    if "purview" not in data.outputs:
+        return None
+    return as_stats(fit_purview_detector(np.asarray(data.outputs["purview"], np.float32)))
+
+
+ENTRIES = (
+    Score(
+        "purview",
+        "gradient",
+        "Σ_l ‖∇_θl BCE(softmax(z), 1)‖²: per-layer squared gradient norms towards the "
+        "all-ones confounding label, summed (Purview's untrained score; + because the "
+        "gradient grows with confidence)",
+        lambda v: purview_score(v.output("purview")),
+        pass_name="purview",
+    ),
+    Score(
+        "purview_detector",
+        "gradient",
+        "−‖(log g − μ)/σ‖₂ on Purview's per-layer norms g: a diagonal Gaussian fitted on "
+        "training examples (an option; the paper's detector is not public)",
+        lambda v: purview_detector_score(PurviewDetector(**v.stats("purview_detector")),
+                                         v.output("purview")),
+        needs=("fit",),
+        pass_name="purview",
+        fit=_fit_detector,
+    ),
+)  # fmt: skip

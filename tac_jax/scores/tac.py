@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from tac_jax.losses import check_code_shapes, code_distances
+from tac_jax.scores.entry import FitData, HeldData, Score, Stats, as_stats
+from tac_jax.scores.feature import MahalanobisStats, fit_mahalanobis, mahalanobis_score
 
 TAC_SCORE_NAMES = (
     "tac",
@@ -268,3 +270,125 @@ def tac_scores(
         "tac_clip": clipped_inner_product(a, codes, prediction),
         "tac_prob": distance_probability(a, codes, prediction, scale),
     }
+
+
+def fuse_statistics(scores: dict[str, np.ndarray]) -> np.ndarray:
+    """``[μ, σ]`` of ``tac_weighted`` then ``tac_mahalanobis`` on held-out scores
+    (σ floored at 1e-6), what ``tac_fused`` standardises with."""
+    out = []
+    for name in ("tac_weighted", "tac_mahalanobis"):
+        s = np.asarray(scores[name], np.float64)
+        s = s[np.isfinite(s)]
+        if s.size < 2:
+            raise ValueError(f"expected at least 2 finite held-out {name} scores, got {s.size}")
+        out += [s.mean(), max(s.std(), 1e-6)]
+    return np.asarray(out, np.float32)
+
+
+# -- The registry's entries (`tac_jax.scores.entry`) -----------------------------------
+
+
+def _outputs(v) -> dict[str, jax.Array]:
+    """`tac_scores` of a batch, on the deepest ``options.deepest`` blocks (0: all)."""
+
+    def make():
+        a, codes, width, deepest = v.activation, v.codes, v.options.width, v.options.deepest
+        if deepest:
+            a, codes = deepest_blocks(a, width, deepest), deepest_blocks(codes, width, deepest)
+        return tac_scores(a, v.logits, codes, v.settings["scale"])
+
+    return v.memo("tac", make)
+
+
+def _paper(name: str, formula: str) -> Score:
+    return Score(name, "tac", formula, lambda v: _outputs(v)[name], needs=("tac",))
+
+
+def _fit_activation_gaussian(data: FitData) -> Stats | None:
+    if "activation" not in data.outputs:
+        return None
+    a = np.asarray(data.outputs["activation"], np.float32)
+    return as_stats(fit_mahalanobis(a, data.labels, data.num_classes))
+
+
+def _fit_layer_weights(data: HeldData) -> Stats:
+    prediction = np.argmax(np.asarray(data.outputs["logits"]), axis=-1)
+    agreements = block_agreements(
+        jnp.asarray(data.outputs["activation"], jnp.float32),
+        jnp.asarray(data.codes, jnp.float32),
+        jnp.asarray(prediction),
+        int(data.width),
+    )
+    weights, bias = fit_block_weights(np.asarray(agreements), prediction == data.labels)
+    return {"weights": weights, "bias": np.float32(bias)}
+
+
+def _weighted(v) -> jax.Array:
+    g = block_agreements(v.activation, v.codes, v.prediction, v.options.width)
+    return weighted_agreement(g, v.stats("tac_weighted")["weights"])
+
+
+def _fit_fuse(data: HeldData) -> Stats:
+    return {"moments": fuse_statistics(data.scores(("tac_weighted", "tac_mahalanobis")))}
+
+
+def _fused(v) -> jax.Array:
+    return fused_confidence(
+        v.score("tac_weighted"),
+        v.score("tac_mahalanobis"),
+        v.stats("tac_fused")["moments"],
+        v.settings["fuse"],
+    )
+
+
+_WEIGHTS = "TAC's layer weights (fitted on a validation split) and the code width"
+
+ENTRIES = (
+    _paper(
+        "tac",
+        "⟨a, K_ŷ⟩: TAC's activation vector a against the code of the base head's "
+        "prediction ŷ (the paper's confidence)",
+    ),
+    _paper("tac_tac_pred", "⟨a, K_ỹ⟩ with TAC's own Hamming-decoded prediction ỹ"),
+    _paper("tac_neg_l1", "−min_j ‖a − K_j‖₁: L1 distance to the closest code"),
+    _paper("tac_neg_l2", "−min_j ‖a − K_j‖₂: L2 distance to the closest code"),
+    _paper("tac_pred_l1", "−‖a − K_ŷ‖₁: L1 distance to the predicted class's code"),
+    _paper("tac_clip", "⟨clip(a, −1, 1), K_ŷ⟩: agreement with the predicted code, capped at ±1"),
+    _paper(
+        "tac_prob",
+        "softmax_j(−s·d_j)[ŷ], d_j = mean_m |a_m − K_jm|: ŷ's probability under the distance "
+        "softmax at the trained scale s",
+    ),
+    Score(
+        "tac_mahalanobis",
+        "tac",
+        "−min_c (a − μ_c)ᵀ Σ⁻¹ (a − μ_c) on TAC's activation vector a: class means and "
+        "shared covariance of a on training examples, the empirical codes (our extension)",
+        lambda v: mahalanobis_score(MahalanobisStats(**v.stats("tac_mahalanobis")), v.activation),
+        needs=("tac", "fit"),
+        fit=_fit_activation_gaussian,
+        fitted_what="TAC activation statistics",
+    ),
+    Score(
+        "tac_fused",
+        "tac",
+        "z(tac_weighted) + λ·z(tac_mahalanobis): both standardised on the validation split, "
+        "λ = config.tac.fuse_weight (our extension)",
+        _fused,
+        needs=("tac", "fit", "validation"),
+        fit_held=_fit_fuse,
+        uses=("tac_weighted", "tac_mahalanobis"),
+        fitted_what="tac_fused's validation statistics",
+    ),
+    Score(
+        "tac_weighted",
+        "tac",
+        "Σ_l w_l·mean_m clip(a_lm, −1, 1)K_ŷ,lm: per-layer agreements weighted by a "
+        "non-negative logistic regression of correctness fitted on the validation split "
+        "(our extension)",
+        _weighted,
+        needs=("tac", "fit", "validation"),
+        fit_held=_fit_layer_weights,
+        fitted_what=_WEIGHTS,
+    ),
+)

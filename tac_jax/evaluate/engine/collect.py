@@ -26,25 +26,23 @@ import numpy as np
 
 from tac_jax.batching import batched_apply
 from tac_jax.features import feature_dict, pooled_features
-from tac_jax.methods.confidence import perturb_towards_confidence
-from tac_jax.methods.mc_dropout import check_mc_dropout, mc_dropout_logits, mc_dropout_scores
+from tac_jax.methods.confidence import CONFIDENCE_EPSILON, perturb_towards_confidence
+from tac_jax.methods.mc_dropout import (
+    MC_SAMPLES,
+    MC_SEED,
+    check_mc_dropout,
+    mc_dropout_logits,
+    mc_dropout_scores,
+)
 from tac_jax.model import PADDING_MASK
 from tac_jax.models import default_layers
-from tac_jax.scores.logits import odin
+from tac_jax.scores.logits import ODIN_EPSILON, ODIN_TEMPERATURE, odin
 from tac_jax.scores.purview import purview_features
 from tac_jax.train.config import model_fields
 from tac_jax.train.step import as_float_images
 
 PENULTIMATE = "pre_logits"
-# ODIN's settings (Liang et al., 2018), in the units the model takes: images in [0, 1].
-ODIN_TEMPERATURE = 1000.0
-ODIN_EPSILON = 0.0014
 DEFAULT_BATCH = 256
-# The learned confidence's test-time step (DeVries & Taylor tune it on OOD data; this
-# default is fixed beforehand, in the units of images in [0, 1]).
-CONFIDENCE_EPSILON = 0.002
-MC_SAMPLES = 20
-MC_SEED = 0
 # Per-example parameter gradients are memory-hungry: Purview runs in smaller batches.
 PURVIEW_BATCH = 64
 PASSES = ("odin", "confidence_perturbed", "mc_dropout", "purview")

@@ -1,9 +1,10 @@
 """Every confidence score of a run, computed from one forward pass, and `score_file`.
 
-The scores and what each needs are in `tac_jax.evaluate.engine.registry` (re-exported here).
-`compute_scores` turns the outputs of `tac_jax.evaluate.engine.collect.collect` into one
-``(N,)`` array per score in one jitted function, applied in fixed-size batches so it
-compiles once.
+The scores and what each needs are in `tac_jax.evaluate.engine.registry` (re-exported
+here). `compute_scores` turns the outputs of `tac_jax.evaluate.engine.collect.collect`
+into one ``(N,)`` array per score in one jitted function, applied in fixed-size batches
+so it compiles once: each score's own ``compute`` reads the batch through a
+`tac_jax.scores.entry.View`.
 """
 
 from __future__ import annotations
@@ -29,14 +30,12 @@ from tac_jax.evaluate.engine.collect import (
 )
 from tac_jax.evaluate.engine.fitted import (
     FITTED_FILE,
-    KNN_K,
     MAX_FIT,
     Fitted,
     fingerprint,
+    fit_held_out,
     fit_or_load,
     fit_statistics,
-    fit_tac_weights,
-    fuse_statistics,
     subset_indices,
 )
 from tac_jax.evaluate.engine.registry import (
@@ -48,97 +47,63 @@ from tac_jax.evaluate.engine.registry import (
     resolve_scores,
     run_capabilities,
     score_passes,
+    with_uses,
 )
-from tac_jax.methods.sngp import predictive_variance, sngp_score
-from tac_jax.scores.feature import knn_score, mahalanobis_score, multilayer_mahalanobis_score
-from tac_jax.scores.feature import vim_score as _vim_score
-from tac_jax.scores.gradient import gradnorm
-from tac_jax.scores.logits import energy, max_logit, msp, neg_entropy, react_energy
-from tac_jax.scores.purview import purview_detector_score, purview_score
-from tac_jax.scores.tac import (
-    block_agreements,
-    deepest_blocks,
-    fused_confidence,
-    tac_scores,
-    weighted_agreement,
-)
+from tac_jax.scores.entry import HeldData, Options, View
+from tac_jax.scores.tac import soft_predict, tac_predict
 
 REPORT_DIR = "report"
 # tac_fused's λ when a run does not say (the TAC study's choice on validation data).
 FUSE_WEIGHT = 0.25
 Log = Callable[[str], None]
+# Scores whose batch needs the code width (per-layer blocks).
+_BLOCKWISE = ("tac_weighted",)
 
 
-@functools.partial(jax.jit, static_argnames=("names", "knn_k", "width", "deepest"))
-def _score_batch(stats, codes, batch, names, knn_k, width=0, deepest=0, scale=10.0, fuse=0.25):
-    logits = batch["logits"]
-    f = batch.get("penultimate")
-    out = {"prediction": jnp.argmax(logits, axis=-1)}
-    if "activation" in batch:
-        a = batch["activation"].astype(jnp.float32)
-        if deepest:
-            # TAC's predictions and scores on the deepest blocks only.
-            tac = tac_scores(
-                deepest_blocks(a, width, deepest),
-                logits,
-                deepest_blocks(codes, width, deepest),
-                scale,
-            )
-        else:
-            tac = tac_scores(a, logits, codes, scale)
-        out["tac_prediction"] = tac["tac_prediction"]
-        out["tac_soft_prediction"] = tac["tac_soft_prediction"]
-        out.update({name: tac[name] for name in names if name in tac})
-        fused = "tac_fused" in names
-        if "tac_mahalanobis" in names or fused:
-            out["tac_mahalanobis"] = mahalanobis_score(stats["tac_mahalanobis"], a)
-        if "tac_weighted" in names or fused:
-            g = block_agreements(a, codes, out["prediction"], width)
-            out["tac_weighted"] = weighted_agreement(g, stats["tac_weights"])
-        if fused:
-            out["tac_fused"] = fused_confidence(
-                out["tac_weighted"], out["tac_mahalanobis"], stats["tac_fuse"], fuse
-            )
-        for name in ("tac_mahalanobis", "tac_weighted"):
-            if name not in names:
-                out.pop(name, None)
-    simple = {
-        "msp": msp,
-        "max_logit": max_logit,
-        "energy": energy,
-        "entropy": neg_entropy,
-    }
+@functools.partial(jax.jit, static_argnames=("names", "options"))
+def _score_batch(stats, codes, batch, settings, names, options):
+    view = View(SCORES, batch, stats, codes, settings, options)
+    out = {"prediction": view.prediction}
+    if codes is not None and "activation" in batch:
+        a, k = view.activation, codes
+        if options.deepest:
+            from tac_jax.scores.tac import deepest_blocks
+
+            a = deepest_blocks(a, options.width, options.deepest)
+            k = deepest_blocks(k, options.width, options.deepest)
+        out["tac_prediction"] = tac_predict(a, k)
+        out["tac_soft_prediction"] = soft_predict(a, k)
     for name in names:
-        if name in simple:
-            out[name] = simple[name](logits)
-        elif name == "odin":
-            out[name] = batch["odin"]
-        elif name == "mahalanobis":
-            out[name] = mahalanobis_score(stats["mahalanobis"], f)
-        elif name == "mahalanobis_multi":
-            out[name] = multilayer_mahalanobis_score(stats["mahalanobis_multi"], batch["layers"])
-        elif name == "knn":
-            out[name] = knn_score(stats["knn"], f, k=knn_k)
-        elif name == "react":
-            out[name] = react_energy(f, stats["kernel"], stats["bias"], stats["react_threshold"])
-        elif name == "vim":
-            out[name] = _vim_score(stats["vim"], f, logits)
-        elif name == "gradnorm":
-            out[name] = gradnorm(f, logits)
-        elif name == "purview":
-            out[name] = purview_score(batch["purview"])
-        elif name == "purview_detector":
-            out[name] = purview_detector_score(stats["purview"], batch["purview"])
-        elif name == "confidence_perturbed":
-            out[name] = batch["confidence_perturbed"]
-        elif name.startswith("mc_dropout_"):
-            out[name] = batch["mc_dropout"][name]
-        elif name == "sngp":
-            variance = predictive_variance(batch["extras"]["rff"], stats["gp_covariance"])
-            out[name] = sngp_score(logits, variance)
-        elif name in batch.get("extras", {}):
-            out[name] = batch["extras"][name]
+        out[name] = view.score(name)
     return out
+
+
+def _split_static(stats: Mapping[str, Any]) -> tuple[dict[str, Any], tuple]:
+    """The statistics' arrays, and their Python ints as ``((score, key, value), ...)``."""
+    arrays: dict[str, Any] = {}
+    static = []
+    for name, tree in stats.items():
+        arrays[name] = {}
+        for key, value in tree.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                static.append((name, key, int(value)))
+            else:
+                arrays[name][key] = value
+    return arrays, tuple(static)
+
+
+def _check_fitted(names: Sequence[str], fitted: Fitted | None, code_width: int) -> None:
+    """One line naming the statistics (or code width) a fitted score lacks."""
+    for name in names:
+        for used in with_uses([name]):
+            entry = SCORES[used]
+            if not entry.fitted and used not in _BLOCKWISE:
+                continue
+            if entry.fitted and fitted is None:
+                raise ValueError(f"expected fitted statistics for {name!r}, got none")
+            missing = entry.fitted and used not in fitted.stats
+            if missing or (used in _BLOCKWISE and code_width < 1):
+                raise ValueError(f"expected {entry.fitted_what} for {[name]}, got none")
 
 
 def compute_scores(
@@ -156,17 +121,17 @@ def compute_scores(
     """Every score in ``names`` from one dataset's collected outputs.
 
     Args:
-      outputs: from `tac_jax.evaluate.engine.collect.collect` (with ``"odin"`` if it is named,
-        ``"activation"`` for TAC's scores).
+      outputs: from `tac_jax.evaluate.engine.collect.collect` (with each extra pass the
+        scores read, ``"activation"`` for TAC's scores).
       names: score names (see `SCORES`).
-      fitted: the training statistics, needed by the feature-based scores.
+      fitted: the fitted statistics, needed by the fitted scores.
       codes: ``(C, M)`` TAC's class codes, for TAC's scores.
       code_width: the entries per tapped layer ``k`` (needed by ``tac_weighted`` and
         ``deepest``).
       scale: the distance-softmax scale TAC was trained with (``tac_prob``).
-      deepest: compute TAC's predictions and scores (but ``tac_weighted`` and
-        ``tac_mahalanobis``, which read every layer) on the deepest this many tapped
-        layers only (0: all).
+      deepest: compute TAC's predictions and paper scores on the deepest this many
+        tapped layers only (0: all); ``tac_weighted`` and ``tac_mahalanobis`` read every
+        layer.
       fuse_weight: ``tac_fused``'s λ.
       batch_size: rows per jitted call; every call (the last one padded) has this many,
         so the scores compile once for all datasets of a run.
@@ -182,52 +147,33 @@ def compute_scores(
     has_tac = "activation" in outputs
     if any(n in TAC_NAMES for n in names) and (not has_tac or codes is None):
         raise ValueError("expected TAC activations and codes for TAC's scores, got none")
-    for name in names:
-        needed = SCORES[name].pass_name
-        if needed and needed not in outputs:
+    for needed in score_passes(names):
+        if needed not in outputs:
+            users = [n for n in names if SCORES[n].pass_name == needed]
             raise ValueError(
                 f"expected the {needed!r} pass (collect(..., passes=[{needed!r}])) for "
-                f"{name!r}, got outputs {sorted(outputs)}"
+                f"{users}, got outputs {sorted(outputs)}"
             )
-    if needs_fit(names) and fitted is None:
-        raise ValueError("expected fitted statistics for the feature-based scores, got none")
-    if "tac_mahalanobis" in names and fitted.tac_mahalanobis is None:
-        raise ValueError("expected TAC activation statistics for 'tac_mahalanobis', got none")
-    if "tac_fused" in names and fitted.tac_fuse is None:
-        raise ValueError("expected tac_fused's validation statistics, got none")
-    weighted = [n for n in ("tac_weighted", "tac_fused") if n in names]
-    if weighted and (fitted.tac_weights is None or code_width < 1):
-        raise ValueError(
-            "expected TAC's layer weights (fitted on a validation split) and the code width "
-            f"for {weighted}, got none"
-        )
+    _check_fitted(names, fitted, code_width)
     if deepest < 0:
         raise ValueError(f"expected deepest >= 0 tapped layers, got {deepest}")
     if deepest and code_width < 1:
         raise ValueError("expected the code width to keep the deepest tapped layers, got none")
-    # Without codes the activation cannot be decoded: TAC's outputs are left out.
-    keep = ["logits", "penultimate", "extras", *score_passes(names)]
-    keep += ["activation"] if codes is not None else []
-    if "mahalanobis_multi" in names:
-        keep.append("layers")
-    batch = {k: outputs[k] for k in keep if k in outputs}
-    stats = fitted.tree() if fitted is not None else {}
-    knn_k = fitted.knn_k if fitted is not None else KNN_K
     if batch_size < 1:
         raise ValueError(f"expected a positive batch size, got {batch_size}")
-    codes_arr = None if codes is None else jnp.asarray(codes, jnp.float32)
-    scale_arr = jnp.asarray(scale, jnp.float32)
-    fn = lambda b: _score_batch(
-        stats,
-        codes_arr,
-        b,
-        names=names,
-        knn_k=knn_k,
-        width=int(code_width),
-        deepest=int(deepest),
-        scale=scale_arr,
-        fuse=jnp.asarray(fuse_weight, jnp.float32),
+    # Without codes the activation cannot be decoded: TAC's outputs are left out.
+    batch = {k: v for k, v in outputs.items() if k != "activation" or codes is not None}
+    used = set(with_uses(names))
+    stats, static = _split_static(
+        {n: s for n, s in (fitted.stats if fitted else {}).items() if n in used}
     )
+    options = Options(width=int(code_width), deepest=int(deepest), static=static)
+    settings = {
+        "scale": jnp.asarray(scale, jnp.float32),
+        "fuse": jnp.asarray(fuse_weight, jnp.float32),
+    }
+    codes_arr = None if codes is None else jnp.asarray(codes, jnp.float32)
+    fn = lambda b: _score_batch(stats, codes_arr, b, settings, names=names, options=options)
     result = batched_apply(fn, batch, int(batch_size))
     for key in ("prediction", "tac_prediction", "tac_soft_prediction"):
         if key in result:
@@ -238,17 +184,21 @@ def compute_scores(
 def drop_unfitted(
     names: Sequence[str], requested: Sequence[str] | None, fitted: Fitted | None
 ) -> tuple[str, ...]:
-    """``names`` without the scores whose validation fit failed (``tac_weighted``,
-    ``tac_fused``) when they came by default; an explicit request for one is an error."""
-    if fitted is None or fitted.tac_weights is not None:
+    """``names`` without the scores whose fit could not be made (e.g. ``tac_weighted``
+    and ``tac_fused`` on a validation split without errors) when they came by default;
+    an explicit request for one is an error naming why."""
+    if fitted is None:
         return tuple(names)
-    lacking = [n for n in ("tac_weighted", "tac_fused") if n in names]
-    if lacking and requested is not None:
-        raise ValueError(
-            f"expected TAC's layer weights for {lacking}, got none: the validation split "
-            "has no errors (or no correct prediction) to fit them on"
-        )
-    return tuple(n for n in names if n not in lacking)
+
+    def lacking(name: str) -> list[str]:
+        return [u for u in with_uses([name]) if SCORES[u].fitted and u not in fitted.stats]
+
+    dropped = [n for n in names if lacking(n)]
+    if dropped and requested is not None:
+        reasons = sorted({fitted.failed.get(u, "not fitted") for n in dropped for u in lacking(n)})
+        what = SCORES[lacking(dropped[0])[0]].fitted_what
+        raise ValueError(f"expected {what} for {dropped}, got none: {'; '.join(reasons)}")
+    return tuple(n for n in names if n not in dropped)
 
 
 def tac_options(
@@ -283,39 +233,36 @@ def tac_options(
     }
 
 
-def fit_tac_validation(
+def fit_validation(
     fitted: Fitted,
+    names: Sequence[str],
     held: Mapping[str, Any],
     labels: np.ndarray,
     codes: Any,
     batch_size: int = 1024,
+    log: Log | None = None,
 ) -> Fitted:
-    """Fits, in place, what TAC's fitted scores read from held-out data: ``tac_weighted``'s
-    layer weights, then ``tac_fused``'s standardisation of it and of ``tac_mahalanobis``.
+    """Fits, in place, the scores of ``names`` fitted on held-out data (TAC's layer
+    weights, then ``tac_fused``'s standardisation), in dependency order.
 
     Args:
-      fitted: training statistics (``tac_mahalanobis`` among them).
+      fitted: the training statistics (``tac_mahalanobis`` among them).
+      names: the scores to fit.
       held: `collect`'s outputs on the held-out examples.
       labels: their labels.
-      codes: the run's `tac_jax.codes.ClassCodes`.
+      codes: the run's `tac_jax.codes.ClassCodes`, or None.
       batch_size: rows per scoring call.
-
-    Raises:
-      ValueError: if the held-out predictions are all right or all wrong.
+      log: optional progress callback.
     """
-    fitted.tac_weights = fit_tac_weights(held, labels, codes.matrix, codes.width)
-    both = ("tac_weighted", "tac_mahalanobis")
-    fitted.tac_fuse = fuse_statistics(
-        compute_scores(
-            held,
-            both,
-            fitted=fitted,
-            codes=codes.matrix,
-            code_width=codes.width,
-            batch_size=batch_size,
-        )  # fmt: skip
-    )
-    return fitted
+    matrix = None if codes is None else codes.matrix
+    width = 0 if codes is None else int(codes.width)
+
+    def scores(wanted: Sequence[str]) -> dict[str, np.ndarray]:
+        return compute_scores(held, wanted, fitted=fitted, codes=matrix, code_width=width,
+                              batch_size=batch_size)  # fmt: skip
+
+    data = HeldData(held, np.asarray(labels), matrix, width, scores)
+    return fit_held_out(fitted, names, data, log=log)
 
 
 def fitted_for_run(
@@ -325,16 +272,17 @@ def fitted_for_run(
     train: Mapping[str, np.ndarray],
     head: tuple[np.ndarray, np.ndarray] | None,
     *,
+    names: Sequence[str],
     max_fit: int = MAX_FIT,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH,
-    purview: bool = False,
     validation: Mapping[str, np.ndarray] | None = None,
     log: Log | None = None,
 ) -> Fitted:
-    """The run's fitted statistics, from ``WORKDIR/report/fitted.npz`` when it matches
-    (same checkpoint step, subset and layers), else fitted on (a subset of) ``train``;
-    in a TAC run with a ``validation`` split, TAC's layer weights are fitted on all of it.
+    """The statistics of the fitted scores among ``names``, from
+    ``WORKDIR/report/fitted.npz`` when it matches (same checkpoint step, subset, layers
+    and validation size, and it holds them all), else fitted on (a subset of) ``train``
+    and, for the scores fitted on held-out data, on all of ``validation``.
 
     Args:
       workdir: the run's directory (the cache lives in its ``report/``).
@@ -342,45 +290,48 @@ def fitted_for_run(
       step: the checkpoint step the run was loaded at.
       train: the training split, ``{"image", "label"}``.
       head: the base head's ``(kernel, bias)`` (`tac_jax.evaluate.engine.collect.head_params`).
+      names: the scores that will be computed.
       max_fit: at most this many training examples are used.
       seed: picks them when the split is larger.
       batch_size: examples per forward pass.
-      purview: also fit the Purview detector (its gradient pass over the examples).
       validation: the held-out split ``{"image", "label"}``, or None.
       log: optional progress callback.
     """
     n = len(train["label"])
     index = subset_indices(n, max_fit, seed)
     setup = forward.setup
-    if setup.tac is None:
+    held_names = [u for u in with_uses(names) if SCORES[u].fit_held is not None]
+    if not held_names:
         validation = None
     num_val = 0 if validation is None else len(validation["label"])
-    meta = fingerprint(
-        step, len(index), max_fit, seed if n > max_fit else 0, forward.layers, purview, num_val
-    )
+    meta = fingerprint(step, len(index), max_fit, seed if n > max_fit else 0, forward.layers, num_val)
     meta["train_examples"] = int(n)
+
+    train_names = [u for u in with_uses(names) if SCORES[u].fit is not None]
 
     def fit() -> Fitted:
         if log:
             log(f"fitting feature statistics on {len(index)} of {n} training examples")
-        passes = ("purview",) if purview else ()
-        outputs = collect(forward, train["image"][index], batch_size=batch_size, passes=passes)
-        fitted = fit_statistics(
-            outputs, np.asarray(train["label"])[index], setup.config.data.num_classes, head
+        outputs = collect(
+            forward, train["image"][index], batch_size=batch_size, passes=score_passes(train_names)
         )
-        if validation is not None and num_val:
+        fitted = fit_statistics(
+            outputs,
+            np.asarray(train["label"])[index],
+            setup.config.data.num_classes,
+            head,
+            names=names,
+        )
+        if num_val:
             if log:
-                log(f"fitting TAC's layer weights on {num_val} validation examples")
+                log(f"fitting {held_names} on {num_val} validation examples")
             held = collect(forward, validation["image"], batch_size=batch_size)
-            try:
-                fit_tac_validation(fitted, held, validation["label"], setup.tac.codes, batch_size)
-            except ValueError as err:  # e.g. no error at all on the validation split
-                if log:
-                    log(f"no TAC layer weights ({err}): tac_weighted and tac_fused are left out")
+            codes = setup.tac.codes if setup.tac is not None else None
+            fit_validation(fitted, names, held, validation["label"], codes, batch_size, log)
         return fitted
 
     path = os.path.join(os.fspath(workdir), REPORT_DIR, FITTED_FILE)
-    return fit_or_load(path, meta, fit, log=log)
+    return fit_or_load(path, meta, fit, names=names if num_val else train_names, log=log)
 
 
 def check_inputs(images: Any) -> np.ndarray:
@@ -481,7 +432,7 @@ def score_file(
             max_fit=max_fit,
             seed=seed,
             batch_size=batch_size,
-            purview="purview_detector" in names,
+            names=names,
             validation=splits.get("validation"),
             log=log,
         )
@@ -502,6 +453,7 @@ __all__ = [
     "available_scores",
     "check_inputs",
     "compute_scores",
+    "fit_validation",
     "fitted_for_run",
     "resolve_scores",
     "run_capabilities",
