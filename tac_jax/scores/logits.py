@@ -95,6 +95,25 @@ def neg_entropy(logits: jax.Array) -> jax.Array:
     return jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
 
 
+@functools.partial(jax.jit, static_argnames=("gamma", "top"))
+def gen(logits: jax.Array, gamma: float = 0.1, top: int = 100) -> jax.Array:
+    """GEN (Liu et al., CVPR 2023): ``−Σ_{j ≤ M} p_(j)^γ (1 − p_(j))^γ`` over the ``M``
+    largest softmax probabilities, a generalised entropy (0 at a one-hot prediction).
+
+    >>> round(gen(jnp.array([[0.0, 0.0]])).tolist()[0], 4)  # −2 · 0.5^0.2
+    -1.7411
+    >>> bool(gen(jnp.array([[5.0, 0.0]]))[0] > gen(jnp.array([[1.0, 0.0]]))[0])
+    True
+    """
+    _check_positive(gamma, "gamma")
+    p = jax.nn.softmax(check_logits(logits), axis=-1)
+    m = min(int(top), p.shape[-1])
+    if m < 1:
+        raise ValueError(f"expected top >= 1 probabilities, got {top}")
+    largest = jax.lax.top_k(p, m)[0]
+    return -jnp.sum(largest**gamma * (1.0 - largest) ** gamma, axis=-1)
+
+
 def odin(
     apply_logits_fn: Callable[[jax.Array], jax.Array],
     x: jax.Array,
@@ -226,6 +245,12 @@ ENTRIES = (
     Score(
         "entropy", "logits", "Σ_c p_c log p_c (the negated predictive entropy)",
         lambda v: neg_entropy(v.logits),
+    ),
+    Score(
+        "gen", "logits",
+        "−Σ_{j ≤ M} p_(j)^γ (1 − p_(j))^γ over the M = min(100, C) largest softmax "
+        "probabilities, γ = 0.1 (GEN, a generalised entropy)",
+        lambda v: gen(v.logits),
     ),
     Score(
         "odin",
