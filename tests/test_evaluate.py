@@ -55,6 +55,7 @@ from tac_jax.scores import (
 )
 from tac_jax.scores import tac as tac_lib
 from tac_jax.scores.entry import HeldData
+from tac_jax.scores.logits import gen
 from tac_jax.scores.purview import fit_purview_detector, purview_detector_score
 from tac_jax.train.config import default_config
 from tac_jax.train.setup import build_setup
@@ -350,6 +351,7 @@ def test_compute_scores_matches_the_score_functions():
     ) / fuse[3]
     expected.update(
         msp=msp(z),
+        gen=gen(z),
         entropy=neg_entropy(z),
         odin=test["odin"],
         mahalanobis=mahalanobis_score(fit_mahalanobis(train["penultimate"], labels, 3), f),
@@ -571,6 +573,14 @@ def test_render_report_has_a_row_per_score_and_every_section(tmp_path):
     assert "**" in summary
     best = max(metrics["summary"].values(), key=lambda r: r["misclassification_auroc"])
     assert f"**{best['misclassification_auroc']:.4f}**" in summary
+    # The data files and the reliability diagram are named when the run wrote them.
+    assert "scores.npz" not in text
+    metrics = {**metrics, "files": ["summary.csv", "scores.npz"], "figures": ["reliability.png"]}
+    text = report.render_report(metrics)
+    assert "- `summary.csv`: " in text and "- `scores.npz`: every score" in text
+    assert "![reliability.png](reliability.png)" in text and "confidence bin" in text
+    report.write_report(tmp_path, metrics)
+    assert (tmp_path / "report.md").read_text() == text
 
 
 def test_write_plots_writes_every_figure(tmp_path):
@@ -590,12 +600,14 @@ def test_write_plots_writes_every_figure(tmp_path):
         codes=codes,
         ood_activation={"noise": RNG.normal(size=(2, 8))},
         code_width=4,
+        logits=RNG.normal(size=(60, 3)),
     )
     names = plots.write_plots(tmp_path, data)
     assert names == [
         "roc_synthetic.png", "risk_coverage.png", "value.png", "histograms.png",
-        "activation_profiles.png",
+        "activation_profiles.png", "reliability.png",
     ]  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == sorted(names)  # no temporary files left
     for name in names:
         with open(os.path.join(tmp_path, name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

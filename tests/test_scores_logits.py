@@ -6,6 +6,7 @@ import pytest
 from tac_jax.batching import batched_apply
 from tac_jax.scores.logits import (
     energy,
+    gen,
     max_logit,
     msp,
     neg_entropy,
@@ -160,11 +161,12 @@ def test_registry_entries_each_hold_their_score():
     from tac_jax.scores import logits as logits_lib
 
     posthoc = [n for n, e in SCORES.items() if e.family in ("logits", "feature", "gradient")]
-    assert posthoc[:10] == [
+    assert posthoc[:11] == [
         "msp",
         "max_logit",
         "energy",
         "entropy",
+        "gen",
         "odin",
         "mahalanobis",
         "mahalanobis_multi",
@@ -179,5 +181,20 @@ def test_registry_entries_each_hold_their_score():
         assert entry.fitted == ("fit" in entry.needs), name
         assert set(entry.uses) <= set(SCORES), name
     assert [e.name for e in logits_lib.ENTRIES] == ["msp", "max_logit", "energy", "entropy",
-                                                    "odin"]  # fmt: skip
+                                                    "gen", "odin"]  # fmt: skip
     assert SCORES["odin"].pass_name == "odin" and SCORES["odin"].needs == ("input",)
+
+
+def test_gen_by_hand():
+    p = np.array([[0.5, 0.3, 0.2], [1 / 3, 1 / 3, 1 / 3]])
+    z = jnp.asarray(np.log(p), jnp.float32)
+
+    def by_hand(q, gamma):
+        return -np.sum(q**gamma * (1 - q) ** gamma, axis=-1)
+
+    np.testing.assert_allclose(gen(z), by_hand(p, 0.1), rtol=1e-5)
+    np.testing.assert_allclose(gen(z, gamma=0.5), by_hand(p, 0.5), rtol=1e-5)
+    # Only the M largest probabilities count: 0.5 and 0.3 for the first row.
+    np.testing.assert_allclose(gen(z, top=2)[0], by_hand(p[:1, :2], 0.1)[0], rtol=1e-5)
+    with pytest.raises(ValueError, match="expected a positive gamma"):
+        gen(z, gamma=0.0)
