@@ -94,11 +94,15 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_evaluate(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Every score, metric and plot for a trained run, into WORKDIR/report/."""
     from tac_jax.evaluate import evaluate_run
+    from tac_jax.evaluate.ood.user_sets import parse_ood_spec
 
+    # evaluate_run checks the files and names before it loads the run.
+    extra_ood = [parse_ood_spec(spec) for spec in args.ood or ()]
     evaluate_run(
-        args.workdir, suite=args.suite, num_ood=args.num_ood, bootstrap=args.bootstrap,
-        seed=args.seed, severities=args.severities, epsilons=args.epsilons,
-        attacks=args.attacks, attack_size=args.attack_size, scores=args.scores, log=print,
+        args.workdir, suite=args.suite, extra_ood=extra_ood, num_ood=args.num_ood,
+        bootstrap=args.bootstrap, seed=args.seed, severities=args.severities,
+        epsilons=args.epsilons, attacks=args.attacks, attack_size=args.attack_size,
+        scores=args.scores, log=print,
         deepest=args.deepest, command=" ".join(["tac-jax", *sys.argv[1:]]),
     )  # fmt: skip
     print(f"report: {args.workdir}/report/report.md")
@@ -109,9 +113,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     help_text = "score a trained run with TAC and every baseline; write report/ with plots"
     parser = sub.add_parser("evaluate", help=help_text, description=help_text)
     parser.add_argument("--workdir", required=True, help="a trained run's directory")
-    parser.add_argument(
-        "--suite", default="fmnist", choices=("fmnist", "text", "none"), help="OOD suite"
-    )
+    _add_ood_args(parser)
     parser.add_argument("--num-ood", type=int, default=2000, help="images per OOD set")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="subsampling and bootstrap seed")
@@ -130,6 +132,26 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--scores", type=_names, help="comma-separated scores (default: all)")
     _add_deepest_arg(parser)
     parser.set_defaults(run=cmd_evaluate)
+
+
+def _add_ood_args(parser: argparse.ArgumentParser) -> None:
+    from tac_jax.evaluate.harness import SUITES
+    from tac_jax.evaluate.ood.suites import KINDS, TFDS_SUITES
+    from tac_jax.evaluate.ood.user_sets import OOD_SPEC
+
+    tfds = "; ".join(f"{k}: {', '.join(e.name for e in v)}" for k, v in TFDS_SUITES.items())
+    parser.add_argument(
+        "--suite", default="fmnist", choices=SUITES, metavar="SUITE",
+        help=f"OOD suite, one of {', '.join(SUITES)} (default fmnist: local far, synthetic "
+        f"and corrupted sets; text for text runs; none: only --ood sets); the TFDS suites "
+        f"({tfds}) need a run trained on that dataset and TFDS data or a network",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ood", action="append", metavar=OOD_SPEC,
+        help=f"add an OOD set of your own (repeatable): an array file (.npy, .npz or IDX; "
+        f"uint8 or float in [0, 1], shaped like the run's inputs), KIND in {', '.join(KINDS)} "
+        f"(default far); a corruption .npz keeps its labels",
+    )  # fmt: skip
 
 
 def _add_deepest_arg(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,9 @@
 """End to end: train the smoke config (base, then a TAC add-on), evaluate every score
 with a small suite, and score array files with the trained run."""
 
+import csv
 import json
+import os
 
 import jax
 import numpy as np
@@ -13,6 +15,7 @@ from tac_jax.data.fashion_mnist import load_fashion_mnist
 from tac_jax.data.idx import write_idx
 from tac_jax.evaluate import evaluate_run, score_file
 from tac_jax.evaluate.engine.scoring import available_scores
+from tac_jax.evaluate.ood.user_sets import parse_ood_spec
 from tac_jax.train.loop import train_and_evaluate
 from tac_jax.train.setup import load_run
 from tac_jax.train.step import as_float_images
@@ -96,8 +99,31 @@ def test_evaluate_run_writes_the_report_metrics_and_figures(runs):
         "histograms.png",
         "activation_profiles.png",
         "layers.png",
+        "reliability.png",
     } <= set(metrics["figures"])
     assert (out / "fitted.npz").exists()
+    # Every example's scores and the summary table, beside metrics.json; no temporaries.
+    assert metrics["files"] == ["summary.csv", "scores.npz"]
+    assert "`scores.npz`" in text and "`summary.csv`" in text
+    assert not [f for f in os.listdir(out) if f.startswith(".")]
+    n = metrics["evaluation"]["test_size"]
+    with np.load(out / "scores.npz") as stored:
+        fixed = {"test/label", "test/prediction", "test/tac_prediction"}
+        assert {f"test/{s}" for s in SCORES} | fixed <= set(stored.files)
+        for key in fixed | {f"test/{s}" for s in SCORES}:
+            assert stored[key].shape == (n,), key
+        for name, entry in sets.items():
+            for score in SCORES:
+                assert stored[f"ood/{name}/{score}"].shape == (entry["size"],), (name, score)
+        assert np.mean(stored["test/prediction"] == stored["test/label"]) == pytest.approx(
+            metrics["accuracy"]["base"]
+        )
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["score"] for r in rows] == list(metrics["summary"])
+    for row in rows:
+        expected = metrics["summary"][row["score"]]["misclassification_auroc"]
+        assert float(row["misclassification_auroc"]) == pytest.approx(expected)
 
 
 def test_the_hard_cases_are_in_the_report(runs):
@@ -131,15 +157,40 @@ def test_the_hard_cases_are_in_the_report(runs):
     assert {"shift.png", "adversarial.png"} <= set(metrics["figures"])
 
 
-def test_a_base_only_run_has_no_tac_rows(runs):
-    metrics = evaluate_run(runs["base"], suite="none", bootstrap=0, plots=False)
+def test_a_base_only_run_has_no_tac_rows(runs, tmp_path):
+    # The suite is only a set of the user's: inverted test images with their labels.
+    images, labels = load_fashion_mnist("test")
+    np.savez(tmp_path / "inv.npz", image=255 - images[:40], label=labels[:40])
+    mine = parse_ood_spec(f"inv={tmp_path / 'inv.npz'}:corruption")
+    metrics = evaluate_run(runs["base"], suite="none", extra_ood=[mine], bootstrap=0, plots=False)
     names = set(metrics["summary"])
     assert names and not names & {"tac", "tac_tac_pred", "tac_neg_l1", "tac_neg_l2"}
     assert "tac" not in metrics["accuracy"]
     assert list(metrics["value"]["policies"]) == ["base_gated_by_msp"]
-    assert metrics["ood"]["sets"] == {}
+    assert list(metrics["ood"]["sets"]) == ["inv"]
+    entry = metrics["ood"]["sets"]["inv"]
+    assert entry["kind"] == "corruption" and entry["size"] == 40
+    assert 0.0 <= entry["accuracy"] <= 1.0
+    assert 0.0 <= entry["scores"]["msp"]["auroc"] <= 1.0
     ev = metrics["evaluation"]
     assert ev["threshold_split"] == "test_half" and ev["test_size"] == 512
+
+
+def test_cli_evaluate_refuses_a_foreign_suite_or_set_before_scoring(runs, tmp_path, capsys):
+    from tac_jax.cli import main
+
+    np.save(tmp_path / "rgb.npy", np.zeros((3, 32, 32, 3), np.uint8))
+    np.save(tmp_path / "gray.npy", np.zeros((3, 28, 28), np.uint8))
+    cases = {
+        ("--suite", "mnist"): "expected a run trained on 'mnist' for suite 'mnist'",
+        ("--ood", f"rgb={tmp_path / 'rgb.npy'}"): "expected images of shape (N, 28, 28, 1)",
+        ("--ood", f"digits={tmp_path / 'gray.npy'}"): "got 'digits' in both",  # a far set's name
+    }
+    for args, message in cases.items():
+        assert main(["evaluate", "--workdir", str(runs["base"]), *args]) == 2
+        out, err = capsys.readouterr()
+        assert message in err and err.count("\n") == 1, err
+        assert "scoring the test split" not in out
 
 
 @pytest.fixture(scope="module")

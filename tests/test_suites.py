@@ -255,3 +255,25 @@ def test_default_loader_reads_mocked_tfds():
     assert [(s.name, s.images.shape) for s in sets] == [
         (name, (4, 32, 32, 3)) for name in ("svhn", "cifar100", "textures", "places365")
     ]
+
+
+def test_a_missing_tfds_dataset_is_one_file_not_found_error(monkeypatch):
+    from tac_jax.data import tfds as tfds_lib
+
+    calls = []
+
+    def data_source(name, split, **kwargs):
+        calls.append(kwargs)
+        raise KeyError("Trying to access `splits['test[:5]']` but `splits` is empty.\nmore")
+
+    fake = type("FakeTfds", (), {"data_source": staticmethod(data_source)})
+    monkeypatch.setattr(tfds_lib, "import_tfds", lambda: fake)
+    monkeypatch.setenv("TFDS_DATA_DIR", "/env/tfds")
+    with pytest.raises(FileNotFoundError) as error:
+        load_tfds_images("kmnist", "test[:5]")
+    message = str(error.value)
+    assert message.startswith("expected the TFDS dataset 'kmnist' (test[:5]) in /env/tfds ")
+    assert "got KeyError: " in message and "\n" not in message
+    with pytest.raises(FileNotFoundError, match=r"'mnist' \(test\) in /data/tfds or a network"):
+        load_tfds_images("mnist", "test", data_dir="/data/tfds")
+    assert calls == [{}, {"data_dir": "/data/tfds"}]

@@ -27,6 +27,7 @@ from tac_jax.evaluate.ood.suites import (
     synthetic_sets,
     tfds_suite,
 )
+from tac_jax.evaluate.ood.user_sets import OODFile, parse_ood_spec
 
 __all__ = [
     "CORRUPTIONS",
@@ -35,6 +36,7 @@ __all__ = [
     "SYNTHETIC_NAMES",
     "TFDS_SHAPES",
     "TFDS_SUITES",
+    "OODFile",
     "OODSet",
     "SCORES",
     "TfdsOOD",
@@ -46,6 +48,7 @@ __all__ = [
     "load_tfds_images",
     "low_frequency_noise",
     "match_images",
+    "parse_ood_spec",
     "score_file",
     "split_held_out",
     "synthetic_sets",

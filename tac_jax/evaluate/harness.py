@@ -13,6 +13,7 @@ severity (covariate shift, `tac_jax.evaluate.reporting.shift`) and PGD inputs ag
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -38,8 +39,22 @@ from tac_jax.evaluate.engine.scoring import (
     score_passes,
     tac_options,
 )
-from tac_jax.evaluate.ood.suites import KINDS, OODSet, fmnist_suite
+from tac_jax.evaluate.ood.suites import (
+    KINDS,
+    TFDS_SUITES,
+    Loader,
+    OODSet,
+    fmnist_suite,
+    load_tfds_images,
+    tfds_suite,
+)
 from tac_jax.evaluate.ood.text_suites import text_suite
+from tac_jax.evaluate.ood.user_sets import (
+    OODFile,
+    add_user_sets,
+    check_user_sets,
+    resolve_user_sets,
+)
 from tac_jax.evaluate.reporting import report as report_lib
 from tac_jax.evaluate.reporting import shift, tables
 from tac_jax.evaluate.reporting.adversarial import adversarial_figure
@@ -47,7 +62,8 @@ from tac_jax.evaluate.reporting.layers import layer_diagnostics
 from tac_jax.metrics import Costs
 from tac_jax.metrics.calibration import ece
 
-SUITES = ("fmnist", "text", "none")
+# The local suites, then the public benchmark pairs read through TFDS (`TFDS_SUITES`).
+SUITES = ("fmnist", "text", "none", *TFDS_SUITES)
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
 # Rows of each OOD set kept for the activation-profile figure.
@@ -117,33 +133,56 @@ def build_suite(
     severities: Sequence[int],
     corruptions: Sequence[str] | None,
     vocab: Any = None,
+    extra: Sequence[OODSet] = (),
+    load: Loader | None = None,
 ) -> list[OODSet]:
-    """The OOD sets: ``"fmnist"`` (`fmnist_suite` on the run's test split, plus the
-    held-out classes when the run kept a subset), ``"text"`` (`text_suite`, for a text
-    run: pass its ``vocab``), ``"none"``, or given `OODSet`s."""
+    """The OOD sets: ``"fmnist"`` (`fmnist_suite` on the run's test split), a key of
+    `TFDS_SUITES` (`tfds_suite`, for a run trained on that dataset), ``"text"``
+    (`text_suite`, for a text run: pass its ``vocab``), ``"none"``, or given `OODSet`s;
+    the image suites get the held-out classes too when the run kept a subset. Then the
+    user's ``extra`` sets, whose names must differ from the suite's (`add_user_sets`).
+
+    ``load(tfds_name, split)`` reads the TFDS sets; default `load_tfds_images` from the
+    run's ``data_dir`` (a TFDS run's) or TFDS's own.
+    """
     if not isinstance(suite, str):
         sets = list(suite)
         if not all(isinstance(s, OODSet) for s in sets):
             raise ValueError("expected a suite name or a sequence of OODSet, got other objects")
-        return sets
+        return add_user_sets(sets, extra)
     if suite not in SUITES:
         raise ValueError(f"expected a suite in {SUITES} or a list of OODSet, got {suite!r}")
     if suite == "none":
-        return []
+        return add_user_sets([], extra)
     if suite == "text":
         if vocab is None:
             raise ValueError("expected the vocabulary of a text run for suite 'text', got None")
-        return text_suite(data, vocab, test["image"], test["label"], num=num_ood, seed=seed)
-    sets = fmnist_suite(
-        test["image"],
-        test["label"],
-        num=num_ood,
-        severities=severities,
-        corruptions=corruptions,
-        seed=seed,
-    )
+        sets = text_suite(data, vocab, test["image"], test["label"], num=num_ood, seed=seed)
+        return add_user_sets(sets, extra)
+    if suite in TFDS_SUITES:
+        # The suite's sets are OOD for its dataset only; a run on local arrays may be
+        # anything, so it is refused too.
+        is_tfds = data.source == "tfds"
+        if (data.name if is_tfds else data.source) != suite:
+            field = f"name={data.name!r}" if is_tfds else f"source={data.source!r}"
+            raise ValueError(
+                f"expected a run trained on {suite!r} for suite {suite!r}, got config.data.{field}"
+            )
+        if load is None:
+            data_dir = (data.data_dir or None) if data.source == "tfds" else None
+            load = functools.partial(load_tfds_images, data_dir=data_dir)
+        sets = tfds_suite(suite, load=load, num=num_ood)
+    else:
+        sets = fmnist_suite(
+            test["image"],
+            test["label"],
+            num=num_ood,
+            severities=severities,
+            corruptions=corruptions,
+            seed=seed,
+        )
     held = held_out_set(data, num_ood, seed)
-    return ([held] if held is not None else []) + sets
+    return add_user_sets(([held] if held is not None else []) + sets, extra)
 
 
 def _jsonable(x: Any) -> Any:
@@ -281,6 +320,7 @@ def evaluate_run(
     workdir: str | os.PathLike,
     *,
     suite: str | Sequence[OODSet] = "fmnist",
+    extra_ood: Sequence[OODSet | OODFile] = (),
     num_ood: int = 2000,
     costs: Costs = tables.DEFAULT_COSTS,
     c_err_grid: Sequence[float] = tables.C_ERR_GRID,
@@ -308,8 +348,13 @@ def evaluate_run(
       suite: ``"fmnist"`` (synthetic, inverted and corrupted copies of ``num_ood`` test
         images, plus held-out classes when the run kept a subset), ``"text"``
         (`tac_jax.evaluate.ood.text_suites.text_suite`; a text run given ``"fmnist"``, an
-        image suite, gets it too), ``"none"``, or a sequence of
-        `tac_jax.evaluate.ood.suites.OODSet`.
+        image suite, gets it too), a key of `TFDS_SUITES` (``"cifar10"``, ``"mnist"``,
+        ``"fashion_mnist"``: the public OOD sets of a run trained on that dataset, read
+        through TFDS), ``"none"``, or a sequence of `tac_jax.evaluate.ood.suites.OODSet`.
+      extra_ood: the user's own sets, added to the suite: `OODSet`s or array files
+        (`tac_jax.evaluate.ood.user_sets.OODFile`, e.g. ``parse_ood_spec("a=x.npy")``),
+        shaped like the run's inputs, at most ``num_ood`` images each; their names
+        must be distinct and new to the suite. Checked before the run is loaded.
       num_ood: images per OOD set.
       costs: ``r``, ``c_rej`` and ``c_def`` of the reject value (``c_err`` is swept).
       c_err_grid: the error costs of the value curve.
@@ -338,8 +383,11 @@ def evaluate_run(
       The contents of ``metrics.json`` (see `tac_jax.evaluate.reporting.report` for the schema).
 
     Raises:
-      ValueError: on an unknown suite or score, or a score the run cannot compute.
-      FileNotFoundError: if the workdir holds no checkpoint or the data is missing.
+      ValueError: on an unknown suite or score, a score the run cannot compute, a TFDS
+        suite for a run on another dataset, or extra sets of the wrong shape or with
+        names given twice.
+      FileNotFoundError: if the workdir holds no checkpoint, or data (the run's, an
+        extra set's file, a TFDS suite's) is missing.
 
     >>> metrics = evaluate_run("runs/smoke_tac", num_ood=200)  # doctest: +SKIP
     >>> metrics["summary"]["tac"]["mean_ood_auroc"]  # doctest: +SKIP
@@ -355,6 +403,7 @@ def evaluate_run(
         raise ValueError(f"expected bootstrap >= 0, got {bootstrap}")
     if not attacks or any(a not in robustness.ATTACKS for a in attacks):
         raise ValueError(f"expected attacks from {robustness.ATTACKS}, got {list(attacks)}")
+    check_user_sets(extra_ood)
     say(f"loading the run in {workdir}")
     setup, step, state = load_run(workdir, step=step)
     config = setup.config
@@ -364,7 +413,22 @@ def evaluate_run(
     vocab = run_vocab(workdir)
     if is_text_data(config.data) and suite == "fmnist":
         suite = "text"
+    extra = resolve_user_sets(
+        extra_ood, setup.input_shape, num=num_ood, seed=seed, num_classes=config.data.num_classes
+    )
     splits = load_splits(config.data, config.seed, vocab=vocab)
+    # Before any fitting or scoring, so that a suite that cannot be built fails fast.
+    sets = build_suite(
+        suite,
+        splits["test"],
+        config.data,
+        num_ood=num_ood,
+        seed=seed,
+        severities=severities,
+        corruptions=corruptions,
+        vocab=vocab,
+        extra=extra,
+    )
     forward = make_forward(setup, state)
     options = tac_options(setup, state, deepest, fuse_weight)
     fitted = None
@@ -396,16 +460,6 @@ def evaluate_run(
     labels = np.asarray(test["label"])
     correct = test_scores["prediction"] == labels
 
-    sets = build_suite(
-        suite,
-        test,
-        config.data,
-        num_ood=num_ood,
-        seed=seed,
-        severities=severities,
-        corruptions=corruptions,
-        vocab=vocab,
-    )
     ood, ood_scores, profiles = _score_suite(
         sets, score, {n: test_scores[n] for n in names}, has_tac, bootstrap, seed, say
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -444,20 +445,37 @@ TFDS_SUITES: dict[str, list[TfdsOOD]] = {
 }
 
 
-def load_tfds_images(name: str, split: str) -> tuple[list[np.ndarray], np.ndarray]:
+def load_tfds_images(
+    name: str, split: str, data_dir: str | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Reads a TFDS split as a list of images, which may differ in size (dtd).
 
     Args:
       name: the TFDS name.
       split: a TFDS split, slices included ("test[:2000]").
+      data_dir: where TFDS keeps its data; default `$TFDS_DATA_DIR` or
+        `~/tensorflow_datasets`.
 
     Returns:
       `(images, labels)`: a list of uint8 `(H, W, C)` arrays and int labels.
+
+    Raises:
+      ImportError: if tensorflow-datasets is not installed.
+      FileNotFoundError: if the split is neither on disk nor downloadable.
     """
     from tac_jax.data.tfds import import_tfds
 
-    source = import_tfds().data_source(name, split=split)
-    examples = [source[i] for i in range(len(source))]
+    tfds = import_tfds()
+    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    try:
+        source = tfds.data_source(name, split=split, **({"data_dir": data_dir} if data_dir else {}))
+        examples = [source[i] for i in range(len(source))]
+    except Exception as error:  # TFDS says "missing" as KeyError, ValueError, download errors…
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise FileNotFoundError(
+            f"expected the TFDS dataset {name!r} ({split}) in {where} or a network to "
+            f"download it, got {type(error).__name__}: {reason}"
+        ) from error
     labels = np.asarray([ex["label"] for ex in examples])
     return [np.asarray(ex["image"]) for ex in examples], labels
 
