@@ -286,7 +286,21 @@ def test_figure_written(tmp_path):
     assert path.exists() and os.path.getsize(path) > 1000
 
 
-def test_figure_keeps_tac_scores():
-    names = [f"s{i}" for i in range(10)] + ["tac", "tac_l1"]
-    chosen = adversarial._figure_scores(names)
-    assert len(chosen) == 8 and chosen[:2] == ["tac", "tac_l1"]
+def _detection(aurocs):
+    return {"detection": {n: {"auroc": a} for n, a in aurocs.items()}}
+
+
+def test_figure_draws_the_best_detectors_over_every_epsilon():
+    # Ten TAC-family scores would have filled the figure; KNN detects the ε = 0.3 inputs
+    # best and multi-layer Mahalanobis the ε = 0.1 ones (undefined at 0.3): both drawn.
+    tac = {f"tac_{i}": 0.6 + i / 100 for i in range(10)}
+    weak = {**tac, "tac": 0.55, "msp": 0.5, "knn": 0.55, "mahalanobis_multi": 0.9}
+    strong = {**tac, "tac": 0.6, "msp": 0.5, "knn": 0.95, "mahalanobis_multi": None}
+    names = list(weak)
+    pgd = {"scores": names, "by_epsilon": {"0.1": _detection(weak), "0.3": _detection(strong)}}
+    chosen = adversarial.figure_scores({"base": pgd})
+    assert chosen == ["knn", "mahalanobis_multi", "tac_9", "tac_8", "tac_7", "tac_6", "tac", "msp"]
+    # FGSM sections are not drawn, so they do not choose either.
+    fgsm = {**pgd, "attack": {"method": "fgsm"},
+            "by_epsilon": {"0.3": _detection({n: 1.0 if n == "vim" else 0.0 for n in names})}}  # fmt: skip
+    assert adversarial.figure_scores({"base": pgd, "base_fgsm": fgsm}) == chosen

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tac_jax.metrics import brier, calibration, ece, nll
+from tac_jax.metrics import brier, calibration, ece, nll, reliability_bins
 
 
 def _random(seed, n=500, num_classes=5):
@@ -110,3 +110,34 @@ def test_bad_num_bins_raises():
 
 def test_docstring_examples():
     assert doctest.testmod(calibration).failed == 0
+
+
+def test_reliability_bins_hand_case():
+    # 4 bins: 0.1 → (0, .25]; 0.3, 0.5 → (.25, .5] (0.5 on the upper edge); 0.9 → (.75, 1].
+    r = reliability_bins([0.1, 0.3, 0.5, 0.9], [False, True, False, True], num_bins=4)
+    np.testing.assert_array_equal(r.edges, [0.0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_array_equal(r.count, [1, 2, 0, 1])
+    np.testing.assert_allclose(r.accuracy, [0.0, 0.5, np.nan, 1.0])
+    np.testing.assert_allclose(r.confidence, [0.1, 0.4, np.nan, 0.9])
+    assert r.ece == pytest.approx((0.1 + 2 * 0.1 + 0.1) / 4)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_ece_is_the_reliability_bins_ece(seed):
+    probs, labels = _random(seed)
+    r = reliability_bins(probs.max(1), probs.argmax(1) == labels)
+    assert r.ece == ece(probs, labels)
+    assert r.count.sum() == len(labels)
+    full = r.count > 0
+    weighted = np.sum(r.count[full] * np.abs(r.accuracy[full] - r.confidence[full]))
+    assert r.ece == pytest.approx(weighted / len(labels), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "hit"),
+    [([], []), ([0.5, 1.2], [1, 0]), ([0.5, np.nan], [1, 0]), ([0.5], [1, 0]), ([0.5], [2])],
+    ids=["empty", "above_1", "nan", "shape", "hit_not_0_1"],
+)
+def test_reliability_bins_rejects_bad_inputs(confidence, hit):
+    with pytest.raises(ValueError, match="expected"):
+        reliability_bins(confidence, hit)

@@ -14,7 +14,6 @@ severity (covariate shift, `tac_jax.evaluate.reporting.shift`) and PGD inputs ag
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import time
@@ -55,8 +54,8 @@ from tac_jax.evaluate.ood.user_sets import (
     check_user_sets,
     resolve_user_sets,
 )
+from tac_jax.evaluate.reporting import data_files, shift, tables
 from tac_jax.evaluate.reporting import report as report_lib
-from tac_jax.evaluate.reporting import shift, tables
 from tac_jax.evaluate.reporting.adversarial import adversarial_figure
 from tac_jax.evaluate.reporting.layers import layer_diagnostics
 from tac_jax.metrics import Costs
@@ -572,6 +571,7 @@ def evaluate_run(
                 ood_activation={k: v[0][:_PROFILE_ROWS] for k, v in profiles.items()},
                 layers=metrics.get("layers"),
                 code_width=setup.tac.codes.width if has_tac else None,
+                logits=test_out["logits"],
             ),
         )
         if metrics["shift"]:
@@ -581,9 +581,10 @@ def evaluate_run(
     metrics["figures"] = figures
     metrics["evaluation"]["seconds"] = time.perf_counter() - start
     metrics = _jsonable(metrics)
-    with open(os.path.join(out_dir, METRICS_FILE), "w") as f:
-        json.dump(metrics, f, indent=1, ensure_ascii=False)
-        f.write("\n")
+    metrics["files"] = data_files.write_data_files(
+        out_dir, metrics["summary"], test_scores, labels, ood_scores
+    )
+    data_files.write_json(os.path.join(out_dir, METRICS_FILE), metrics)
     report_lib.write_report(out_dir, metrics)
     say(f"wrote {os.path.join(out_dir, 'report.md')}")
     return metrics

@@ -3,7 +3,7 @@ more likely correct": OOD detection, misclassification detection and selective
 classification, calibration, reject/defer value, and their uncertainty."""
 
 from tac_jax.metrics.bootstrap import aggregate_seeds, bootstrap_ci, bootstrap_ci_two_sample
-from tac_jax.metrics.calibration import brier, ece, nll
+from tac_jax.metrics.calibration import Reliability, brier, ece, nll, reliability_bins
 from tac_jax.metrics.ood import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics, roc_curve
 from tac_jax.metrics.selective import (
     accuracy_at_coverage,
@@ -24,6 +24,7 @@ from tac_jax.metrics.value import (
 
 __all__ = [
     "Costs",
+    "Reliability",
     "accuracy_at_coverage",
     "aggregate_seeds",
     "aupr_in",
@@ -42,6 +43,7 @@ __all__ = [
     "misclassification_auroc",
     "nll",
     "ood_metrics",
+    "reliability_bins",
     "risk_coverage_curve",
     "roc_curve",
     "selective_value",

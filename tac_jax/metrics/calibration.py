@@ -1,6 +1,9 @@
-"""Calibration of predicted class probabilities: ECE, Brier score, NLL."""
+"""Calibration of predicted class probabilities: ECE and its reliability bins, Brier
+score, NLL."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -37,12 +40,75 @@ def _probs_and_labels(probs: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, 
     return p, y
 
 
+class Reliability(NamedTuple):
+    """Confidence against accuracy in equal-width bins (a reliability diagram's data).
+
+    Attributes:
+      edges: ``(num_bins + 1,)`` bin edges on [0, 1].
+      count: ``(num_bins,)`` examples per bin.
+      accuracy: ``(num_bins,)`` share of hits per bin, NaN for an empty bin.
+      confidence: ``(num_bins,)`` mean confidence per bin, NaN for an empty bin.
+      ece: ``sum_b (n_b / n) |accuracy_b - confidence_b|``.
+    """
+
+    edges: np.ndarray
+    count: np.ndarray
+    accuracy: np.ndarray
+    confidence: np.ndarray
+    ece: float
+
+
+def reliability_bins(confidence: ArrayLike, hit: ArrayLike, num_bins: int = 15) -> Reliability:
+    """Bins confidences in equal-width bins and reads the accuracy of each.
+
+    Bin ``b`` holds confidences in ``(b / num_bins, (b + 1) / num_bins]``; a confidence of
+    exactly 0 goes to the first bin. This is the binning of `ece`, for any confidence
+    in [0, 1] paired with whether the prediction it backs was right.
+
+    Args:
+      confidence: ``(num_examples,)`` confidences in [0, 1].
+      hit: ``(num_examples,)`` whether each prediction was right (bool or 0/1).
+      num_bins: number of equal-width bins on [0, 1].
+
+    Returns:
+      A `Reliability`.
+
+    >>> r = reliability_bins([0.9, 0.6, 0.7, 0.55], [True, False, True, True], num_bins=10)
+    >>> r.count[5:].tolist(), round(r.ece, 6)
+    ([2, 1, 0, 1, 0], 0.1375)
+    """
+    if not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
+        raise ValueError(f"expected num_bins to be a positive integer, got {num_bins!r}")
+    conf = np.asarray(confidence, np.float64)
+    if conf.ndim != 1 or conf.size == 0:
+        raise ValueError(f"expected a non-empty 1-D confidence, got shape {conf.shape}")
+    if not np.all(np.isfinite(conf)) or conf.min() < 0.0 or conf.max() > 1.0:
+        raise ValueError("expected finite confidences in [0, 1], got values outside that range")
+    h = np.asarray(hit)
+    if h.shape != conf.shape:
+        raise ValueError(f"expected hit of shape {conf.shape}, got shape {h.shape}")
+    if h.dtype != bool and not np.all((h == 0) | (h == 1)):
+        raise ValueError(f"expected a boolean or 0/1 hit, got dtype {h.dtype}")
+    h = h.astype(np.float64)
+    edges = np.arange(num_bins + 1) / num_bins
+    # side="left" puts a confidence equal to an edge in the bin below it (upper-inclusive).
+    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, num_bins - 1)
+    count = np.bincount(bins, minlength=num_bins)
+    hits = np.bincount(bins, weights=h, minlength=num_bins)
+    total = np.bincount(bins, weights=conf, minlength=num_bins)
+    gap = np.bincount(bins, weights=h - conf, minlength=num_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(count > 0, hits / count, np.nan)
+        mean_conf = np.where(count > 0, total / count, np.nan)
+    # |sum over a bin of (hit - conf)| / n = (n_b / n) |acc_b - conf_b|; empty bins add 0.
+    return Reliability(edges, count, accuracy, mean_conf, float(np.sum(np.abs(gap)) / conf.size))
+
+
 def ece(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> float:
     """Expected calibration error of the top-1 prediction, equal-width bins.
 
-    Confidence is the maximum probability and the prediction its argmax (first on ties).
-    Bin ``b`` holds confidences in ``(b / num_bins, (b + 1) / num_bins]``; a confidence of
-    exactly 0 goes to the first bin. ``ECE = sum_b (n_b / n) |accuracy_b - confidence_b|``.
+    Confidence is the maximum probability and the prediction its argmax (first on ties),
+    binned as in `reliability_bins`. ``ECE = sum_b (n_b / n) |accuracy_b - confidence_b|``.
 
     Args:
       probs: ``(num_examples, num_classes)`` probabilities, rows summing to 1.
@@ -55,18 +121,8 @@ def ece(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> float:
     >>> round(ece([[0.9, 0.1], [0.6, 0.4]], [0, 1], num_bins=10), 6)
     0.35
     """
-    if not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
-        raise ValueError(f"expected num_bins to be a positive integer, got {num_bins!r}")
     p, y = _probs_and_labels(probs, labels)
-    confidence = p.max(axis=1)
-    hit = (p.argmax(axis=1) == y).astype(np.float64)
-    edges = np.arange(num_bins + 1) / num_bins
-    # side="left" puts a confidence equal to an edge in the bin below it (upper-inclusive).
-    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, num_bins - 1)
-    count = np.bincount(bins, minlength=num_bins)
-    gap = np.bincount(bins, weights=hit - confidence, minlength=num_bins)
-    # |sum over a bin of (hit - conf)| / n = (n_b / n) |acc_b - conf_b|; empty bins add 0.
-    return float(np.sum(np.abs(gap)) / count.sum())
+    return reliability_bins(p.max(axis=1), p.argmax(axis=1) == y, num_bins).ece
 
 
 def brier(probs: ArrayLike, labels: ArrayLike) -> float:

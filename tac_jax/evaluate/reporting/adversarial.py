@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from tac_jax.evaluate.reporting.colours import colour_map, score_styles
+from tac_jax.evaluate.reporting.figure_scores import best_scores
 from tac_jax.evaluate.reporting.markdown import markdown_table
 from tac_jax.evaluate.reporting.tables import ood_table
 
 FIGURE_FILE = "adversarial.png"
-# Detection curves drawn per target in the figure; TAC's scores are always among them.
-_MAX_FIGURE_SCORES = 8
 _TARGET_STYLES = ("-", "--", ":", "-.")
 
 
@@ -202,10 +202,35 @@ def adversarial_lines(section: Mapping[str, Any], *, target: str) -> list[str]:
     return lines
 
 
-def _figure_scores(names: Sequence[str]) -> list[str]:
-    tac = [n for n in names if n.startswith("tac")]
-    rest = [n for n in names if not n.startswith("tac")]
-    return (tac + rest)[: max(_MAX_FIGURE_SCORES, len(tac))]
+def _is_pgd(section: Mapping[str, Any]) -> bool:
+    return section.get("attack", {}).get("method", "pgd") == "pgd"
+
+
+def figure_scores(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The scores `adversarial_figure` draws: the best detectors of PGD inputs.
+
+    Each score is ranked by its best detection AUROC over every ε and every PGD section
+    (FGSM sections are only in the tables); `best_scores` keeps the top ones plus TAC's
+    and MSP.
+
+    Args:
+      sections: ``{target: adversarial_table output}``.
+
+    Returns:
+      The chosen scores, best first.
+
+    >>> row = {"detection": {"tac": {"auroc": 0.6}, "knn": {"auroc": 0.9}}}
+    >>> figure_scores({"base": {"scores": ["tac", "knn"], "by_epsilon": {"0.3": row}}})
+    ['knn', 'tac']
+    """
+    values: dict[str, list[float]] = {}
+    for section in sections.values():
+        if not _is_pgd(section):
+            continue
+        for name in section["scores"]:
+            aurocs = [_nan(r["detection"][name]["auroc"]) for r in section["by_epsilon"].values()]
+            values.setdefault(name, []).extend(v for v in aurocs if not math.isnan(v))
+    return best_scores({name: max(v, default=None) for name, v in values.items()})
 
 
 def adversarial_figure(
@@ -215,8 +240,9 @@ def adversarial_figure(
 
     Left: the base head's (solid) and TAC's (dashed) accuracy, one colour per section
     (attack and target), the clean accuracy drawn at ε = 0. Right: each score's
-    detection AUROC under PGD (at most 8 scores, TAC's always among them), one line
-    style per target.
+    detection AUROC under PGD, one line style per target, for the scores of
+    `figure_scores` (the best detectors, TAC's and MSP always among them), each in its
+    report-wide colour (`colour_map` of the sections' score list).
 
     Args:
       directory: where to write the file (created if missing).
@@ -225,25 +251,22 @@ def adversarial_figure(
     Returns:
       The file name, relative to ``directory`` (as the other figures).
     """
-    from tac_jax.evaluate.reporting.plots import (
-        _figure,
-        _save,
-        _style,
-    )  # matplotlib only when drawing
+    # matplotlib only when drawing.
+    from tac_jax.evaluate.reporting.canvas import new_figure, save_figure
 
     if not sections:
         raise ValueError("expected at least one adversarial section, got none")
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
-    fig = _figure(11.0, 4.6)
+    fig = new_figure(11.0, 4.6)
     ax_acc, ax_det = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    colours = _style([f"target{i}" for i in range(len(sections))])
-    all_names = list(dict.fromkeys(n for s in sections.values() for n in s["scores"]))
-    style = _style(all_names)
+    colours = colour_map([f"target{i}" for i in range(len(sections))])
+    style = score_styles([n for s in sections.values() for n in s["scores"]])
+    chosen = figure_scores(sections)
     for i, (target, section) in enumerate(sections.items()):
         rows = [section["by_epsilon"][k] for k in section["by_epsilon"]]
         eps = [r["epsilon"] for r in rows]
-        colour = colours[f"target{i}"]["color"]
+        colour = colours[f"target{i}"]
         lines = [("robust_accuracy", "clean_accuracy", "base", "-")]
         if "clean_tac_accuracy" in section:
             lines.append(("tac_robust_accuracy", "clean_tac_accuracy", "TAC", "--"))
@@ -252,10 +275,10 @@ def adversarial_figure(
             if not xs or xs[0] > 0:
                 xs, ys = [0.0, *xs], [_nan(section[clean_key]), *ys]
             ax_acc.plot(xs, ys, ls=ls, marker="o", ms=3, color=colour, label=f"{label}, {target}")
-        if section.get("attack", {}).get("method", "pgd") != "pgd":
+        if not _is_pgd(section):
             continue  # detection under FGSM is in the report's tables
         ls = _TARGET_STYLES[i % len(_TARGET_STYLES)]
-        for name in _figure_scores(section["scores"]):
+        for name in (n for n in chosen if n in section["scores"]):
             ys = [_nan(r["detection"][name]["auroc"]) for r in rows]
             label = name if len(sections) == 1 else f"{name}, {target}"
             ax_det.plot(eps, ys, ls=ls, marker="o", ms=3, label=label, **style[name])
@@ -267,7 +290,7 @@ def adversarial_figure(
     ax_det.set_title("Detection of PGD inputs", fontsize=10)
     ax_det.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    return _save(fig, directory, FIGURE_FILE)
+    return save_figure(fig, directory, FIGURE_FILE)
 
 
 def _nan(x: Any) -> float:

@@ -22,6 +22,7 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from tac_jax.evaluate.reporting.colours import colour_map
 from tac_jax.evaluate.reporting.markdown import markdown_table
 
 METRICS = os.path.join("report", "metrics.json")
@@ -249,15 +250,16 @@ FIGURE_FILE = "compare.png"
 def compare_figure(directory: str | os.PathLike, runs: Mapping[str, Mapping[str, Any]]) -> str:
     """Accuracy and ECE against corruption severity, one line per run (Ovadia et al.'s
     comparison of methods under shift), and robust accuracy against ε."""
-    from tac_jax.evaluate.reporting.plots import _figure, _save, _style  # matplotlib only here
+    # matplotlib only when drawing.
+    from tac_jax.evaluate.reporting.canvas import new_figure, save_figure
 
-    style = _style(list(runs))
-    fig = _figure(15, 4.2)
+    colour = colour_map(list(runs))
+    fig = new_figure(15, 4.2)
     axes = fig.subplots(1, 3)
     for label, m in runs.items():
         levels = ((m.get("shift") or {}).get("by_severity")) or {}
         sev = sorted(levels, key=int)
-        kw = {"color": style[label]["color"], "marker": "o", "label": label}
+        kw = {"color": colour[label], "marker": "o", "label": label}
         if sev:
             axes[0].plot([int(k) for k in sev], [levels[k]["accuracy"] for k in sev], **kw)
             axes[1].plot([int(k) for k in sev], [levels[k]["ece"] for k in sev], **kw)
@@ -282,7 +284,7 @@ def compare_figure(directory: str | os.PathLike, runs: Mapping[str, Mapping[str,
         ax.set_ylabel(yl)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, os.fspath(directory), FIGURE_FILE)
+    return save_figure(fig, os.fspath(directory), FIGURE_FILE)
 
 
 def compare_runs(

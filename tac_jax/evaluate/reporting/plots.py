@@ -1,14 +1,19 @@
-"""The report's figures, as PNG files.
+"""The report's figures, as PNG files (drawn with `tac_jax.evaluate.reporting.canvas`).
 
-Figures are drawn on `matplotlib.figure.Figure` objects with the Agg canvas, never
-through pyplot, so nothing global (the backend, open figures) is touched.
+Figures with one curve per score draw the best scores by the figure's own metric
+(`tac_jax.evaluate.reporting.figure_scores.best_scores`: at most 8, TAC's paper score,
+``tac_fused`` and MSP always among them), each in its colour for the whole report
+(`tac_jax.evaluate.reporting.colours`):
 
-- ``roc_<kind>.png``: ROC curves of every score, the test split against all sets of
-  one OOD kind pooled;
+- ``roc_<kind>.png``: ROC curves, the test split against all sets of one OOD kind
+  pooled; scores ranked by their mean AUROC over the kind's sets;
 - ``risk_coverage.png``: selective risk against coverage for the base head's
-  predictions;
-- ``value.png``: the reject value against the error cost ``c_err``, per score, with the
-  combined policies dashed and the accept-all / oracle references;
+  predictions; scores ranked by AURC;
+- ``value.png``: the reject value against the error cost ``c_err``, with the combined
+  policies dashed and the accept-all / oracle references; scores ranked by their mean
+  value over the ``c_err`` grid;
+- ``reliability.png``: accuracy per confidence bin of the base head's softmax and of
+  ``tac_prob`` (`tac_jax.evaluate.reporting.reliability`);
 - ``histograms.png``: TAC's confidence and MSP on correct and wrong test predictions
   and on each OOD kind;
 - ``activation_profiles.png``: TAC's activation vector of a correctly classified, a
@@ -23,16 +28,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from tac_jax.evaluate.ood.suites import KINDS
-from tac_jax.evaluate.reporting.tables import finite
-from tac_jax.metrics import auroc, risk_coverage_curve, roc_curve
+from tac_jax.evaluate.reporting.canvas import new_figure, save_figure
+from tac_jax.evaluate.reporting.colours import PALETTE, score_styles
+from tac_jax.evaluate.reporting.figure_scores import best_scores
+from tac_jax.evaluate.reporting.reliability import reliability_figure
+from tac_jax.evaluate.reporting.tables import finite, softmax
+from tac_jax.metrics import aurc, auroc, risk_coverage_curve, roc_curve
 
-_DPI = 110
-# Distinct colours (matplotlib's tab10) for curves that must be told apart.
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 # Curves are downsampled to at most this many points: enough to draw, small files.
 _MAX_POINTS = 2000
 
@@ -42,7 +46,8 @@ class PlotData:
     """What the figures are drawn from.
 
     Attributes:
-      test_scores: ``{score: (N,)}`` on the test split.
+      test_scores: ``{score: (N,)}`` on the test split, in the run's score order (which
+        fixes each score's colour).
       correct: ``(N,)`` whether the base head is right.
       ood_scores: ``{set: {score: (N_set,)}}``.
       kinds: ``{set: kind}``.
@@ -55,6 +60,8 @@ class PlotData:
       code_width: entries per layer block of the codes (for the block separators).
       layers: the ``layers`` section of ``metrics.json`` (`tac_jax.evaluate.reporting.layers`),
         or None.
+      logits: ``(N, C)`` the base head's logits on the test split (for the reliability
+        diagram), or None.
     """
 
     test_scores: Mapping[str, np.ndarray]
@@ -69,33 +76,7 @@ class PlotData:
     ood_activation: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     code_width: int | None = None
     layers: Mapping[str, Any] | None = None
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=_DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, directory: str, name: str) -> str:
-    fig.savefig(os.path.join(directory, name))
-    return name
-
-
-def _style(names: list[str]) -> dict[str, dict[str, Any]]:
-    """One colour per score; TAC's scores drawn thicker so they stand out."""
-    colours = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
-        "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
-        "#7b4173", "#3182bd",
-    ]  # fmt: skip
-    return {
-        name: {
-            "color": colours[i % len(colours)],
-            "lw": 2.2 if name.startswith("tac") else 1.1,
-        }
-        for i, name in enumerate(names)
-    }
+    logits: np.ndarray | None = None
 
 
 def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -106,24 +87,33 @@ def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(a[index] for a in arrays)
 
 
+def _mean_auroc(data: PlotData, members: list[str]) -> dict[str, float]:
+    """Each score's AUROC averaged over ``members`` (as ``metrics.json``'s mean_auroc)."""
+    return {
+        name: float(np.mean([auroc(finite(s), finite(data.ood_scores[m][name])) for m in members]))
+        for name, s in data.test_scores.items()
+    }
+
+
 def roc_figures(directory: str, data: PlotData) -> list[str]:
-    """One ``roc_<kind>.png`` per OOD kind present."""
-    names = list(data.test_scores)
-    style = _style(names)
+    """One ``roc_<kind>.png`` per OOD kind present, the best scores of that kind."""
+    style = score_styles(list(data.test_scores))
     out = []
     for kind in KINDS:
         members = [s for s, k in data.kinds.items() if k == kind]
         if not members:
             continue
-        fig = _figure(6.5, 5.5)
+        mean = _mean_auroc(data, members)
+        fig = new_figure(6.5, 5.5)
         ax = fig.add_subplot()
-        for name in names:
+        for name in best_scores(mean):
             s_in = finite(data.test_scores[name])
             s_out = finite(np.concatenate([data.ood_scores[s][name] for s in members]))
             labels = np.r_[np.ones(len(s_in), bool), np.zeros(len(s_out), bool)]
             fpr, tpr, _ = roc_curve(np.r_[s_in, s_out], labels)
             fpr, tpr = _thin(fpr, tpr)
-            ax.plot(fpr, tpr, label=f"{name} ({auroc(s_in, s_out):.3f})", **style[name])
+            text = f"{name} ({mean[name]:.3f}, {auroc(s_in, s_out):.3f})"
+            ax.plot(fpr, tpr, label=text, **style[name])
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
         ax.set(
             xlabel="false positive rate (OOD accepted)",
@@ -132,40 +122,49 @@ def roc_figures(directory: str, data: PlotData) -> list[str]:
             xlim=(0, 1),
             ylim=(0, 1.01),
         )
-        ax.legend(fontsize=7, loc="lower right", title="score (pooled AUROC)", title_fontsize=7)
+        ax.legend(fontsize=7, loc="lower right", title="score (AUROC: mean over sets, pooled)",
+                  title_fontsize=7)  # fmt: skip
         fig.tight_layout()
-        out.append(_save(fig, directory, f"roc_{kind}.png"))
+        out.append(save_figure(fig, directory, f"roc_{kind}.png"))
     return out
 
 
 def risk_coverage_figure(directory: str, data: PlotData) -> str:
-    """``risk_coverage.png``: error rate among the accepted against coverage."""
-    names = list(data.test_scores)
-    style = _style(names)
-    fig = _figure(6.5, 5.0)
+    """``risk_coverage.png``: error rate among the accepted against coverage, the scores
+    with the lowest AURC."""
+    style = score_styles(list(data.test_scores))
+    area = {n: aurc(finite(s), data.correct) for n, s in data.test_scores.items()}
+    fig = new_figure(6.5, 5.0)
     ax = fig.add_subplot()
-    for name in names:
+    for name in best_scores({n: -a for n, a in area.items()}):
         coverage, risk = risk_coverage_curve(finite(data.test_scores[name]), data.correct)
         coverage, risk = _thin(coverage, risk)
-        ax.plot(coverage, risk, label=name, **style[name])
+        ax.plot(coverage, risk, label=f"{name} ({area[name]:.4f})", **style[name])
     ax.set(
         xlabel="coverage (fraction accepted)",
         ylabel="risk (error rate among accepted)",
         title="Risk–coverage, base head's predictions (test)",
         xlim=(0, 1),
     )
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, title="score (AURC)", title_fontsize=7)
     fig.tight_layout()
-    return _save(fig, directory, "risk_coverage.png")
+    return save_figure(fig, directory, "risk_coverage.png")
+
+
+def _mean_value(curve: Any) -> float | None:
+    values = np.asarray(curve, float)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
 
 
 def value_figure(directory: str, data: PlotData) -> str:
-    """``value.png``: reject value against ``c_err`` per score and policy."""
+    """``value.png``: reject value against ``c_err`` per policy and for the scores with
+    the highest mean value over the grid."""
     value = data.value
     grid = np.asarray(value["c_err"], float)
-    names = list(value["scores"])
-    style = _style(names)
-    fig = _figure(7.0, 5.0)
+    style = score_styles([*data.test_scores, *value["scores"]])
+    names = best_scores({n: _mean_value(r["value"]) for n, r in value["scores"].items()})
+    fig = new_figure(7.0, 5.0)
     ax = fig.add_subplot()
     for name in names:
         ax.plot(grid, value["scores"][name]["value"], marker=".", label=name, **style[name])
@@ -196,7 +195,7 @@ def value_figure(directory: str, data: PlotData) -> str:
     )
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    return _save(fig, directory, "value.png")
+    return save_figure(fig, directory, "value.png")
 
 
 def histogram_figure(directory: str, data: PlotData) -> str:
@@ -205,7 +204,7 @@ def histogram_figure(directory: str, data: PlotData) -> str:
     shown = [n for n in ("tac", "tac_fused", "msp") if n in data.test_scores]
     if not shown:
         shown = list(data.test_scores)[:1]
-    fig = _figure(5.5 * len(shown), 4.2)
+    fig = new_figure(5.5 * len(shown), 4.2)
     for i, name in enumerate(shown):
         ax = fig.add_subplot(1, len(shown), i + 1)
         s = np.asarray(data.test_scores[name], float)
@@ -229,7 +228,7 @@ def histogram_figure(directory: str, data: PlotData) -> str:
         ax.set(xlabel=f"{name} (higher = more confident)", ylabel="density", title=name)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, directory, "histograms.png")
+    return save_figure(fig, directory, "histograms.png")
 
 
 def _samples(data: PlotData) -> list[tuple[str, np.ndarray, int, int | None]]:
@@ -264,7 +263,7 @@ def activation_figure(directory: str, data: PlotData) -> str | None:
     codes = np.asarray(data.codes, float)
     m = codes.shape[1]
     x = np.arange(m)
-    fig = _figure(max(7.0, 0.12 * m + 3), 2.4 * len(samples))
+    fig = new_figure(max(7.0, 0.12 * m + 3), 2.4 * len(samples))
     for i, (title, a, j, y) in enumerate(samples):
         ax = fig.add_subplot(len(samples), 1, i + 1)
         ax.bar(x, a, color="#1f77b4", alpha=0.7, label="activation a")
@@ -281,7 +280,7 @@ def activation_figure(directory: str, data: PlotData) -> str | None:
         ax.legend(fontsize=7, loc="upper right", ncol=3)
     fig.axes[-1].set_xlabel("code position (grey lines separate tapped layers)")
     fig.tight_layout()
-    return _save(fig, directory, "activation_profiles.png")
+    return save_figure(fig, directory, "activation_profiles.png")
 
 
 def layers_figure(directory: str, data: PlotData) -> str | None:
@@ -292,7 +291,7 @@ def layers_figure(directory: str, data: PlotData) -> str | None:
     names = [n for n in data.layers["layers"] if n != "all"]
     edges = np.asarray(data.layers["edges"], float)
     centres, step = (edges[1:] + edges[:-1]) / 2, edges[1] - edges[0]
-    fig = _figure(3.2 * len(names), 2.8)
+    fig = new_figure(3.2 * len(names), 2.8)
     for i, name in enumerate(names):
         ax = fig.add_subplot(1, len(names), i + 1)
         row = data.layers["rows"][name]
@@ -301,7 +300,7 @@ def layers_figure(directory: str, data: PlotData) -> str | None:
             if counts.sum():
                 label = "test (in)" if kind == "in" else kind
                 ax.step(centres, counts / counts.sum() / step, where="mid", lw=1.2,
-                        color=_COLOURS[j % len(_COLOURS)], label=label)  # fmt: skip
+                        color=PALETTE[j % len(PALETTE)], label=label)  # fmt: skip
         for v in (-1.0, 1.0):
             ax.axvline(v, color="0.3", lw=0.8, ls=":")
         mis = row["misclassification_auroc"]
@@ -312,7 +311,26 @@ def layers_figure(directory: str, data: PlotData) -> str | None:
             ax.set_ylabel("density")
             ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, directory, "layers.png")
+    return save_figure(fig, directory, "layers.png")
+
+
+def _reliability_panels(data: PlotData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{title: (confidence, hit)}``: the base head's softmax and, with TAC, ``tac_prob``.
+
+    ``tac_prob`` is the probability TAC's distance softmax gives the base head's
+    prediction ŷ, so it is read against whether ŷ is right.
+    """
+    panels = {}
+    if data.logits is not None and data.labels is not None:
+        probs = softmax(data.logits)
+        hit = probs.argmax(axis=1) == np.asarray(data.labels)
+        panels["base head's softmax"] = (probs.max(axis=1), hit)
+    if "tac_prob" in data.test_scores:
+        confidence = np.asarray(data.test_scores["tac_prob"], float)
+        if np.all(np.isfinite(confidence)):
+            # float32 rounding can leave a probability a hair outside [0, 1].
+            panels["TAC's tac_prob"] = (np.clip(confidence, 0.0, 1.0), np.asarray(data.correct))
+    return panels
 
 
 def write_plots(directory: str | os.PathLike, data: PlotData) -> list[str]:
@@ -333,4 +351,7 @@ def write_plots(directory: str | os.PathLike, data: PlotData) -> list[str]:
     layers = layers_figure(directory, data)
     if layers is not None:
         names.append(layers)
+    panels = _reliability_panels(data)
+    if panels:
+        names.append(reliability_figure(directory, panels))
     return names

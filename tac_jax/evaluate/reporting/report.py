@@ -24,6 +24,8 @@ number; NaN and infinities are ``null``. Its top-level keys:
   policy; ``reference``: accept_all, reject_all, oracle.
 - ``non_finite``: ``{score: count}`` of non-finite test scores (ranked lowest).
 - ``figures``: the PNG file names.
+- ``files``: the data files beside ``metrics.json``: ``summary.csv`` and ``scores.npz``
+  (`tac_jax.evaluate.reporting.data_files`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tac_jax.atomic_write import write_atomic
 from tac_jax.evaluate.ood.suites import KINDS
 from tac_jax.evaluate.reporting.adversarial import adversarial_lines
 from tac_jax.evaluate.reporting.markdown import Cell, markdown_table
@@ -40,6 +43,19 @@ from tac_jax.evaluate.reporting.tables import POLICIES
 from tac_jax.evaluate.robustness import SECTION_TARGETS
 
 REPORT_FILE = "report.md"
+# What each data file holds, for the report's list of files.
+_FILES = {
+    "summary.csv": "the summary table, one row per score (empty cell: undefined)",
+    "scores.npz": "every score of every example: `test/<score>`, `test/label`, "
+    "`test/prediction` (and `test/tac_prediction` with TAC) on the test split, "
+    "`ood/<set>/<score>` on each OOD set",
+}
+# What a figure shows, when it needs more than its file name.
+_FIGURE_NOTES = {
+    "reliability.png": "accuracy per confidence bin (15 bins, count above each bar) of "
+    "the base head's softmax and of `tac_prob` against the base prediction's "
+    "correctness (TAC runs); the diagonal is perfect calibration",
+}
 _KIND_TITLES = {"near": "near", "far": "far", "corruption": "corruption", "synthetic": "synthetic"}
 
 
@@ -124,7 +140,15 @@ def _header(m: Mapping[str, Any]) -> list[str]:
         f"{ev['bootstrap']} bootstrap resamples for the 95% AUROC intervals. "
         "Every number is in `metrics.json` next to this file.",
         "",
+        *_files_lines(m),
     ]
+
+
+def _files_lines(m: Mapping[str, Any]) -> list[str]:
+    files = [f for f in m.get("files", ()) if f in _FILES]
+    if not files:
+        return []
+    return ["Also next to this file:", "", *[f"- `{f}`: {_FILES[f]}." for f in files], ""]
 
 
 def _run_section(m: Mapping[str, Any]) -> list[str]:
@@ -447,9 +471,18 @@ def _adversarial_section(m: Mapping[str, Any]) -> list[str]:
 def _figures_section(m: Mapping[str, Any]) -> list[str]:
     if not m.get("figures"):
         return []
-    lines = ["## Figures", ""]
+    lines = [
+        "## Figures",
+        "",
+        "Figures with one curve per score draw at most 8: the best by the figure's own "
+        "metric (ROC: mean AUROC over the kind's sets; risk–coverage: AURC; value: mean "
+        "value over c_err; adversarial: best detection AUROC over ε), plus `tac`, "
+        "`tac_fused` and `msp` whenever evaluated; a score keeps its colour in every figure.",
+        "",
+    ]
     for name in m["figures"]:
-        lines += [f"![{name}]({name})", ""]
+        note = _FIGURE_NOTES.get(name)
+        lines += [f"![{name}]({name})", "", *([f"{note}.", ""] if note else [])]
     return lines
 
 
@@ -508,8 +541,5 @@ def render_report(metrics: Mapping[str, Any]) -> str:
 
 
 def write_report(directory: str | os.PathLike, metrics: Mapping[str, Any]) -> str:
-    """Writes ``report.md`` into ``directory``; returns its path."""
-    path = os.path.join(os.fspath(directory), REPORT_FILE)
-    with open(path, "w") as f:
-        f.write(render_report(metrics))
-    return path
+    """Writes ``report.md`` into ``directory`` atomically; returns its path."""
+    return write_atomic(os.path.join(os.fspath(directory), REPORT_FILE), render_report(metrics))

@@ -166,13 +166,14 @@ def shift_figure(directory: str | os.PathLike, section: Mapping[str, Any]) -> st
     Returns:
       The file name, relative to ``directory`` (as the other figures).
     """
-    from tac_jax.evaluate.reporting.plots import _figure, _save  # matplotlib only when drawing
+    # matplotlib only when drawing.
+    from tac_jax.evaluate.reporting.canvas import new_figure, save_figure
 
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     by_severity = section["by_severity"]
     levels = sorted(int(k) for k in by_severity)
-    fig = _figure(10.0, 4.2)
+    fig = new_figure(10.0, 4.2)
     panels = [("accuracy", "accuracy ↑", fig.add_subplot(1, 2, 1))]
     panels.append(("ece", "ECE (15 bins) ↓", fig.add_subplot(1, 2, 2)))
     for metric, title, ax in panels:
@@ -206,7 +207,7 @@ def shift_figure(directory: str | os.PathLike, section: Mapping[str, Any]) -> st
         ax.set_title(f"{title.split()[0]} under shift", fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, directory, FIGURE_FILE)
+    return save_figure(fig, directory, FIGURE_FILE)
 
 
 def _nans(values: Sequence[float | None]) -> list[float]:
