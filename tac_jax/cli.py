@@ -1,7 +1,10 @@
 """The ``tac-jax`` command: one subcommand per task, each a thin call into the library.
 
-    tac-jax train --config experiments/configs/smoke.py --workdir runs/smoke \\
+    tac-jax train --config smoke --workdir runs/smoke \\
         [--config.steps=50 ...] [--coordinator-address HOST:PORT --num-processes N --process-id I]
+
+``--config`` is a config's name in `tac_jax.configs` (``smoke``, ``demo:base``) or a
+Python file with ``get_config()`` (``path/to/config.py[:ARG]``).
 
 Errors the library raises for bad input (``ValueError``, ``FileNotFoundError``) are
 printed as one line on stderr with exit code 2, without a traceback.
@@ -14,7 +17,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Sequence
 
-from tac_jax.config_io import apply_overrides, load_config, split_override_args
+from tac_jax.config_io import apply_overrides, config_names, load_config, split_override_args
 
 EXIT_USAGE = 2
 
@@ -30,8 +33,9 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         required=True,
-        help="Python config file with get_config() (FILE or FILE:ARG); override fields "
-        "with --config.KEY=VALUE",
+        help="a config's name, NAME or NAME:ARG (" + ", ".join(config_names()) + "), or a "
+        "Python file with get_config(), FILE or FILE:ARG; override fields with "
+        "--config.KEY=VALUE",
     )
     parser.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics)")
 

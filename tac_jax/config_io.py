@@ -1,53 +1,106 @@
-"""Config files and command-line overrides.
+"""Configs by name or file, and command-line overrides.
 
-A config file is a Python file with ``get_config()`` returning an
-``ml_collections.ConfigDict``. ``FILE:ARG`` calls ``get_config("ARG")`` (e.g. a
-variant name). Overrides ``key.sub=value`` take the type of the field they replace.
+A config is a Python module with ``get_config()`` returning an
+``ml_collections.ConfigDict``: one that ships with tac_jax is named (``smoke``, the
+modules of `tac_jax.configs`), any other is a file (``path/to/config.py``). ``SPEC:ARG``
+calls ``get_config("ARG")`` (e.g. a variant name). Overrides ``key.sub=value`` take the
+type of the field they replace.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.machinery
 import importlib.util
+import inspect
 import os
+import pkgutil
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
 import ml_collections
+
+CONFIG_PACKAGE = "tac_jax.configs"
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
+def config_names() -> tuple[str, ...]:
+    """The names of the configs that ship with tac_jax, sorted.
+
+    >>> "smoke" in config_names() and "demo" in config_names()
+    True
+    """
+    package = importlib.import_module(CONFIG_PACKAGE)
+    return tuple(
+        sorted(info.name for info in pkgutil.iter_modules(package.__path__) if not info.ispkg)
+    )
+
+
+def _split(spec: str) -> tuple[str, str | None]:
+    """``"x:ARG"`` → ``("x", "ARG")``, unless ``spec`` itself is a file (its name has a colon)."""
+    if os.path.isfile(spec) or ":" not in spec:
+        return spec, None
+    head, arg = spec.rsplit(":", 1)
+    return head, arg
+
+
+def _config_module(source: str) -> ModuleType:
+    """The module of a config file when ``source`` is one, else of the config so named."""
+    if os.path.isfile(source):
+        # An explicit loader: a config file need not end in ``.py``.
+        loader = importlib.machinery.SourceFileLoader("_tac_jax_config", source)
+        module_spec = importlib.util.spec_from_loader(loader.name, loader)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module
+    if not source.isidentifier():
+        raise FileNotFoundError(f"expected a config file at {source}, got no such file")
+    names = config_names()
+    if source not in names:
+        raise ValueError(
+            f"expected a config name among [{', '.join(names)}] or a config file, got {source!r}"
+        )
+    return importlib.import_module(f"{CONFIG_PACKAGE}.{source}")
+
+
 def load_config(spec: str | os.PathLike) -> ml_collections.ConfigDict:
-    """Loads ``get_config()`` from a Python config file.
+    """Loads ``get_config()`` from a config named in `tac_jax.configs` or from a file.
+
+    A file that exists wins over a config of the same name.
 
     Args:
-      spec: ``path/to/config.py`` or ``path/to/config.py:ARG``.
+      spec: a name (``smoke``, ``demo:base``) or a path (``path/to/config.py`` or
+        ``path/to/config.py:ARG``); ``:ARG`` is passed to ``get_config``.
 
     Returns:
-      The file's config.
+      The config.
 
     Raises:
-      FileNotFoundError: if the file does not exist.
-      ValueError: if it defines no ``get_config`` or returns no ConfigDict.
+      FileNotFoundError: if a path names no file.
+      ValueError: if a name is not one of `config_names`, the module defines no
+        ``get_config``, ``ARG`` is given to one that takes none, or it returns no
+        ConfigDict.
+
+    >>> load_config("smoke").model.name, load_config("demo:base").mode
+    ('mlp', 'base')
     """
-    spec = os.fspath(spec)
-    path, arg = spec, None
-    if not os.path.exists(path) and ":" in spec:
-        path, arg = spec.rsplit(":", 1)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"expected a config file at {path}, got no such file")
-    module_spec = importlib.util.spec_from_file_location("_tac_jax_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    source, arg = _split(os.fspath(spec))
+    module = _config_module(source)
     get_config = getattr(module, "get_config", None)
     if get_config is None:
-        raise ValueError(f"expected a get_config() function in {path}, got none")
+        raise ValueError(f"expected a get_config() function in {source}, got none")
+    if arg is not None and not inspect.signature(get_config).parameters:
+        raise ValueError(
+            f"expected {source} without an argument (its get_config() takes none), got {arg!r}"
+        )
     config = get_config() if arg is None else get_config(arg)
     if not isinstance(config, ml_collections.ConfigDict):
         raise ValueError(
-            f"expected get_config() in {path} to return a ConfigDict, got {type(config).__name__}"
+            f"expected get_config() in {source} to return a ConfigDict, got {type(config).__name__}"
         )
     return config
 

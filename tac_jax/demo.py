@@ -12,15 +12,13 @@ from typing import Any
 
 from tac_jax.config_io import load_config
 
-DEMO_CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "configs", "demo.py"
-)
+DEMO_CONFIG = "demo"  # tac_jax/configs/demo.py
 
 
 def run_demo(
     workdir: str | os.PathLike = "runs/demo",
     *,
-    config_path: str = DEMO_CONFIG,
+    config: str = DEMO_CONFIG,
     base_steps: int | None = None,
     tac_steps: int | None = None,
     num_ood: int = 2000,
@@ -34,8 +32,8 @@ def run_demo(
 
     Args:
       workdir: the TAC run's directory; the base trains in ``workdir/base``.
-      config_path: a config file whose ``get_config`` takes the stage, ``"base"`` or
-        ``"addon"``.
+      config: a config name (`tac_jax.config_io.config_names`) or file whose
+        ``get_config`` takes the stage, ``"base"`` or ``"addon"``.
       base_steps, tac_steps: override the config's step counts.
       num_ood: images per OOD set.
       bootstrap: bootstrap resamples for the AUROC intervals.
@@ -53,7 +51,7 @@ def run_demo(
 
     workdir = os.fspath(workdir)
     base_dir = os.path.join(workdir, "base")
-    base = load_config(f"{config_path}:base")
+    base = load_config(f"{config}:base")
     base.seed = seed
     if base_steps is not None:
         base.steps = base_steps
@@ -64,7 +62,7 @@ def run_demo(
         log("demo: stopped during the base's training (SIGTERM); rerun to resume")
         return None
 
-    tac = load_config(f"{config_path}:addon")
+    tac = load_config(f"{config}:addon")
     tac.base_workdir = base_dir
     tac.seed = tac.tac.code_seed = seed
     if tac_steps is not None:

@@ -12,7 +12,7 @@ import tempfile
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "experiments" / "configs" / "smoke.py"
+SMOKE = "smoke"  # tac_jax/configs/smoke.py
 WORKER = pathlib.Path(__file__).with_name("_train_worker.py")
 
 

@@ -11,12 +11,10 @@ kill it mid-run) and ``RESULT {json}`` at the end.
 
 import argparse
 import json
-import pathlib
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "experiments" / "configs" / "smoke.py"
+SMOKE = "smoke"  # tac_jax/configs/smoke.py
 
 
 def flatten(tree) -> dict:

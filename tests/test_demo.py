@@ -1,4 +1,4 @@
-"""The main job's config (experiments/configs/demo.py) and `run_demo`'s two stages."""
+"""The main job's config (tac_jax/configs/demo.py) and `run_demo`'s two stages."""
 
 import json
 

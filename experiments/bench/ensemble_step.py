@@ -1,7 +1,7 @@
 r"""Times one deep-ensemble train step, vmapped against unrolled members, against one base.
 
 Prints one JSON line per case (``what``, ``seconds_per_step``, ``ratio_to_base``): the
-ensemble of `experiments/configs/fmnist_methods.py:ensemble` (5 of the demo's CNNs) at
+ensemble of the ``fmnist_methods:ensemble`` config (5 of the demo's CNNs) at
 batch 128, its members ``jax.vmap``-ed or written out one by one, and the demo's base.
 
     .venv/bin/python experiments/bench/ensemble_step.py [--steps 5]
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import jax
@@ -20,8 +19,6 @@ import numpy as np
 from tac_jax.config_io import load_config
 from tac_jax.train.setup import build_setup
 from tac_jax.train.step import train_step_fn
-
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def seconds_per_step(config, steps: int, batch: dict) -> float:
@@ -46,10 +43,10 @@ def main() -> None:
         "image": rng.integers(0, 256, (128, 28, 28, 1), dtype=np.uint8),
         "label": rng.integers(0, 10, 128).astype(np.int32),
     }
-    base = seconds_per_step(load_config(os.path.join(CONFIGS, "demo.py:base")), args.steps, batch)
+    base = seconds_per_step(load_config("demo:base"), args.steps, batch)
     cases = [("base", base)]
     for axis in ("vmap", "unroll"):
-        config = load_config(os.path.join(CONFIGS, "fmnist_methods.py:ensemble"))
+        config = load_config("fmnist_methods:ensemble")
         config.method.member_axis = axis
         cases.append((f"ensemble5_{axis}", seconds_per_step(config, args.steps, batch)))
     for what, seconds in cases:

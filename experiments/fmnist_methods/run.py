@@ -1,9 +1,9 @@
 r"""TAC beside every training-time method on Fashion-MNIST, in one comparison table.
 
-Trains (or resumes) the main job's TAC run and one run per method of
-`experiments/configs/fmnist_methods.py` (learned confidence, a 5-member deep ensemble,
-SNGP, and a dropout base for MC dropout), evaluates each with the same suite, seed and
-attacks, and writes ``ROOT/compare/compare.md``:
+Trains (or resumes) the main job's TAC run and one run per method of the
+``fmnist_methods`` config (learned confidence, a 5-member deep ensemble, SNGP, and a
+dropout base for MC dropout), evaluates each with the same suite, seed and attacks, and
+writes ``ROOT/compare/compare.md``:
 
     .venv/bin/python experiments/fmnist_methods/run.py --root runs/methods
 
@@ -23,7 +23,7 @@ from tac_jax.evaluate.reporting.compare import METRICS, compare_runs
 from tac_jax.train.loop import train_and_evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIG = os.path.join(os.path.dirname(HERE), "configs", "fmnist_methods.py")
+CONFIG = "fmnist_methods"  # tac_jax/configs/fmnist_methods.py
 METHODS = ("confidence", "ensemble", "sngp", "dropout")
 
 
@@ -57,7 +57,7 @@ def main() -> None:
 
     start = time.perf_counter()
     tac_dir = args.tac_workdir or os.path.join(args.root, "tac")
-    run_demo(tac_dir, config_path=CONFIG, base_steps=args.steps, tac_steps=args.steps,
+    run_demo(tac_dir, config=CONFIG, base_steps=args.steps, tac_steps=args.steps,
              num_ood=args.num_ood, bootstrap=args.bootstrap, seed=args.seed,
              evaluate=False)  # fmt: skip
     evaluate(tac_dir)

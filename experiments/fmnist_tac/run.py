@@ -7,7 +7,8 @@ aggregate over seeds (mean ± 95 % t-interval) into ``RESULTS.md`` and
 
     .venv/bin/python experiments/fmnist_tac/run.py --seeds 0 1 2 --root runs/fmnist_tac
 
-``--base-steps``/``--tac-steps`` override the config's lengths (experiments/configs/demo.py).
+``--base-steps``/``--tac-steps`` override the config's lengths (the ``demo`` config,
+`tac_jax/configs/demo.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tac_jax.demo import run_demo
 from tac_jax.evaluate.reporting.aggregate import aggregate_summaries, summary_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIG = os.path.join(HERE, "..", "configs", "demo.py")
+CONFIG = "demo"  # tac_jax/configs/demo.py
 
 
 def run_seed(root: str, seed: int, base_steps: int | None, tac_steps: int | None, num_ood: int):
@@ -31,7 +32,7 @@ def run_seed(root: str, seed: int, base_steps: int | None, tac_steps: int | None
     final metrics, the TAC run's and the evaluation's."""
     workdir = os.path.join(root, f"seed{seed}")
     metrics = run_demo(
-        workdir, config_path=CONFIG, base_steps=base_steps, tac_steps=tac_steps,
+        workdir, config=CONFIG, base_steps=base_steps, tac_steps=tac_steps,
         num_ood=num_ood, seed=seed, log=print,
     )  # fmt: skip
     finals = []

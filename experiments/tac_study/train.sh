@@ -5,7 +5,7 @@
 set -euo pipefail
 TAC=${1:-.venv/bin/tac-jax}
 ROOT=${2:-runs/study}
-CFG=experiments/configs/tac_study.py
+CFG=tac_study  # tac_jax/configs/tac_study.py
 
 train() {  # workdir, stage, extra flags...
   local dir=$1 stage=$2; shift 2

@@ -1,8 +1,11 @@
 """Evaluation: image corruptions at five severities and the OOD suites built from them,
 from held-out classes, synthetic noise and public benchmark pairs; `evaluate_run`, which
 measures every confidence score of a trained run on them and writes a report; and
-`score_file`, which scores an array file with a trained run."""
+`score_file`, which scores an array file with a trained run.
 
+The package is also a function: ``tac_jax.evaluate(workdir, **kwargs)`` is `evaluate_run`."""
+
+from tac_jax.callable_module import make_callable
 from tac_jax.evaluate.engine.scoring import SCORES, score_file
 from tac_jax.evaluate.harness import evaluate_run
 from tac_jax.evaluate.ood.corruptions import (
@@ -54,3 +57,6 @@ __all__ = [
     "synthetic_sets",
     "tfds_suite",
 ]
+
+# `tac_jax.evaluate` names this package; see `tac_jax.callable_module` for why it is callable.
+make_callable(__name__, "evaluate_run")

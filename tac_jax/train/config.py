@@ -1,7 +1,7 @@
 """The training configuration: every field with its default, and its validation.
 
-Experiment configs (``experiments/configs/*.py``) start from `default_config` and change
-what they need, so this file is the one place that lists and documents every field.
+The configs of `tac_jax.configs` (and any config file) start from `default_config` and
+change what they need, so this file is the one place that lists and documents every field.
 """
 
 from __future__ import annotations

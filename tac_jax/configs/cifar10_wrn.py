@@ -1,6 +1,6 @@
 r"""The paper's CIFAR-10 setting: WideResNet-28-10 on TFDS "cifar10".
 
-Three variants, picked by the argument after the file name (default ``addon``):
+Three variants, picked by the argument after the name (default ``addon``):
 
 * ``base``: WRN-28-10 alone (dropout 0.3), the usual recipe: SGD lr 0.1 Nesterov
   momentum 0.9, weight decay 5e-4, cosine schedule, 200 epochs;
@@ -16,10 +16,10 @@ Augmentation: random flip and a 4-pixel pad-and-crop (the authors add RandAugmen
 which tac_jax does not implement). 10% of the training set is held out as validation.
 For bfloat16 compute (float32 parameters) add ``--config.dtype=bfloat16``.
 
-    tac-jax train --config experiments/configs/cifar10_wrn.py:base --workdir runs/cifar_base
-    tac-jax train --config experiments/configs/cifar10_wrn.py:addon --workdir runs/cifar_tac \
+    tac-jax train --config cifar10_wrn:base --workdir runs/cifar_base
+    tac-jax train --config cifar10_wrn:addon --workdir runs/cifar_tac \
         --config.base_workdir=runs/cifar_base
-    tac-jax train --config experiments/configs/cifar10_wrn.py:scratch --workdir runs/cifar_scratch
+    tac-jax train --config cifar10_wrn:scratch --workdir runs/cifar_scratch
 
 Needs an accelerator, and tensorflow-datasets (``pip install 'tac_jax[tfds]'``) with
 network access the first time, to download CIFAR-10.

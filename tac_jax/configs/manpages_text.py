@@ -14,18 +14,18 @@ six classes each (see `tac_jax.data.text.manpage_corpus`; counts on Debian 12):
   share a split);
 * ``data.task="language"``: en, de, fr, es, pl or ru (1100, 1301, 1214, 626, 586, 847).
 
-Three variants, picked by the argument after the file name (default ``scratch``, which
+Three variants, picked by the argument after the name (default ``scratch``, which
 needs no other run): ``base`` (the Transformer alone), ``addon`` (TAC on the frozen base
 of a ``base`` run) and ``scratch`` (both jointly). Every encoder layer is tapped. Sized
 for a CPU: two layers of width 64, 600 steps of 32 pages. Measured results (section
 task, base 0.887 and TAC 0.891 test accuracy, with the commands and the machine) are in
 experiments/manpages_text/README.md:
 
-    tac-jax train --config experiments/configs/manpages_text.py --workdir runs/text
-    tac-jax train --config experiments/configs/manpages_text.py:base --workdir runs/text_base
-    tac-jax train --config experiments/configs/manpages_text.py:addon --workdir runs/text_tac \
+    tac-jax train --config manpages_text --workdir runs/text
+    tac-jax train --config manpages_text:base --workdir runs/text_base
+    tac-jax train --config manpages_text:addon --workdir runs/text_tac \
         --config.base_workdir=runs/text_base
-    tac-jax train --config experiments/configs/manpages_text.py --workdir runs/text_lang \
+    tac-jax train --config manpages_text --workdir runs/text_lang \
         --config.data.task=language
 """
 

@@ -1,19 +1,17 @@
 r"""TAC trained from scratch with its Fashion-MNIST base (no separate base run needed).
 
-The model and data of `fmnist_base.py`; base and TAC train jointly. The base head reads
+The model and data of `fmnist_base`; base and TAC train jointly. The base head reads
 stop-gradient features, so the body is shaped by TAC's losses only and the head by its
-own cross-entropy. TAC settings as in `fmnist_tac.py`; SGD lr 0.1 with a cosine schedule.
+own cross-entropy. TAC settings as in `fmnist_tac`; SGD lr 0.1 with a cosine schedule.
 
-    tac-jax train --config experiments/configs/fmnist_scratch.py --workdir runs/fmnist_scratch
+    tac-jax train --config fmnist_scratch --workdir runs/fmnist_scratch
 """
 
-import os
-
-from tac_jax.config_io import load_config
+from tac_jax.configs import fmnist_base
 
 
 def get_config():
-    config = load_config(os.path.join(os.path.dirname(__file__), "fmnist_base.py"))
+    config = fmnist_base.get_config()
     config.mode = "scratch"
     config.tac.projection = "small"
     config.tac.code_noise = 0.15

@@ -3,11 +3,11 @@ r"""A tiny run for tests and smoke checks: an MLP on 512 Fashion-MNIST images, 2
 Runs in well under a minute on a laptop CPU. TAC needs a trained base, so the add-on is
 two commands (the base first); ``mode=scratch`` needs none:
 
-    tac-jax train --config experiments/configs/smoke.py --workdir runs/smoke_base \
+    tac-jax train --config smoke --workdir runs/smoke_base \
         --config.mode=base
-    tac-jax train --config experiments/configs/smoke.py --workdir runs/smoke_tac \
+    tac-jax train --config smoke --workdir runs/smoke_tac \
         --config.base_workdir=runs/smoke_base
-    tac-jax train --config experiments/configs/smoke.py --workdir runs/smoke_scratch \
+    tac-jax train --config smoke --workdir runs/smoke_scratch \
         --config.mode=scratch
 
 Needs the Fashion-MNIST IDX files (`apt-get install dataset-fashion-mnist`, or set

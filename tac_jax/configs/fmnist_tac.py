@@ -1,4 +1,4 @@
-r"""TAC add-on on the Fashion-MNIST base of `fmnist_base.py` (run that first).
+r"""TAC add-on on the Fashion-MNIST base of `fmnist_base` (run that first).
 
 The base is restored from ``base_workdir`` and frozen, so its accuracy is unchanged; only
 TAC's per-layer projections train, with the authors' MNIST settings: all four convolutions
@@ -7,18 +7,16 @@ tapped, "small" (one Dense) projections, 16-wide Hadamard codes per layer, code 
 ×0.1 decay halfway (their epoch-5-of-10 milestone). Same data and validation split as
 the base.
 
-    tac-jax train --config experiments/configs/fmnist_base.py --workdir runs/fmnist_base
-    tac-jax train --config experiments/configs/fmnist_tac.py --workdir runs/fmnist_tac \
+    tac-jax train --config fmnist_base --workdir runs/fmnist_base
+    tac-jax train --config fmnist_tac --workdir runs/fmnist_tac \
         --config.base_workdir=runs/fmnist_base
 """
 
-import os
-
-from tac_jax.config_io import load_config
+from tac_jax.configs import fmnist_base
 
 
 def get_config():
-    config = load_config(os.path.join(os.path.dirname(__file__), "fmnist_base.py"))
+    config = fmnist_base.get_config()
     config.mode = "addon"
     config.base_workdir = "runs/fmnist_base"
     config.tac.layers = ()  # the model's default: conv1..conv4

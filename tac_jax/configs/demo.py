@@ -7,10 +7,10 @@ classes), far-OOD (digits, letters, photographs) and covariate shift (corruption
 separately. 10 % of the training set is validation: the reject/defer thresholds and
 TAC's layer weights are fitted there. Two stages, picked by the argument:
 
-- ``demo.py:base``: cross-entropy, SGD lr 0.05 with ×0.1 decays at 50 % and 75 %,
+- ``demo:base``: cross-entropy, SGD lr 0.05 with ×0.1 decays at 50 % and 75 %,
   3,000 steps of 128 (the study's base trains 8,000; this one stops ~0.01 short of
   its validation plateau to keep the demo short);
-- ``demo.py:addon`` (the default): TAC on the frozen base from ``base_workdir``, the
+- ``demo:addon`` (the default): TAC on the frozen base from ``base_workdir``, the
   add-on the study chose on validation data: the deepest two convolutions tapped
   (conv3, conv4), Dense-ReLU-Dense ("large") projections, batch 128, no augmentation,
   cosine schedule from lr 0.1, 3,000 steps. Its score is ``tac_fused`` with λ = 0.25
@@ -20,22 +20,17 @@ TAC's layer weights are fitted there. Two stages, picked by the argument:
 
 or by hand:
 
-    tac-jax train --config experiments/configs/demo.py:base --workdir runs/demo/base
-    tac-jax train --config experiments/configs/demo.py:addon --workdir runs/demo \
+    tac-jax train --config demo:base --workdir runs/demo/base
+    tac-jax train --config demo:addon --workdir runs/demo \
         --config.base_workdir=runs/demo/base
     tac-jax evaluate --workdir runs/demo
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from tac_study import get_config as study_config  # noqa: E402
+from tac_jax.configs import tac_study
 
 
 def get_config(stage: str = "addon"):
-    config = study_config(stage)  # the study's network, data and base recipe
+    config = tac_study.get_config(stage)  # the study's network, data and base recipe
     config.keep = 3
     config.log_every = 100
     config.ckpt_every = 1000

@@ -3,10 +3,10 @@ r"""Fashion-MNIST base classifier for this CPU: the paper's MNIST CNN, narrowed.
 MnistCNN with channels (16, 32, 32, 64) (the paper's (64, 128, 256, 512) costs ~16x
 more), plain cross-entropy, SGD (lr 0.1, momentum 0.9, wd 5e-5, as the authors) with a
 cosine schedule, 500 steps of 128 (about one epoch). 10% of the training set is held out
-as validation, for later threshold choices. The TAC add-on (`fmnist_tac.py`) and
-`fmnist_scratch.py` use the same model and data.
+as validation, for later threshold choices. The TAC add-on (`fmnist_tac`) and
+`fmnist_scratch` use the same model and data.
 
-    tac-jax train --config experiments/configs/fmnist_base.py --workdir runs/fmnist_base
+    tac-jax train --config fmnist_base --workdir runs/fmnist_base
 """
 
 from tac_jax.train.config import default_config

@@ -1,6 +1,6 @@
 r"""The paper's MNIST setting: its four-convolution CNN on TFDS "mnist".
 
-Three variants, picked by the argument after the file name (default ``addon``):
+Three variants, picked by the argument after the name (default ``addon``):
 
 * ``base``: the CNN alone, cross-entropy (the authors start from a pre-trained base
   whose training recipe is not public; we reuse their TAC optimizer settings for it);
@@ -15,10 +15,10 @@ augmentation (random resized crop, ±30° rotation, uniform noise). Ours: 10% of
 training set is held out as validation (so an epoch is 6750 steps), and the global
 batch is 8 whatever the device count (it must divide by the data-parallel devices).
 
-    tac-jax train --config experiments/configs/mnist_cnn.py:base --workdir runs/mnist_base
-    tac-jax train --config experiments/configs/mnist_cnn.py:addon --workdir runs/mnist_tac \
+    tac-jax train --config mnist_cnn:base --workdir runs/mnist_base
+    tac-jax train --config mnist_cnn:addon --workdir runs/mnist_tac \
         --config.base_workdir=runs/mnist_base
-    tac-jax train --config experiments/configs/mnist_cnn.py:scratch --workdir runs/mnist_scratch
+    tac-jax train --config mnist_cnn:scratch --workdir runs/mnist_scratch
 
 Needs tensorflow-datasets (``pip install 'tac_jax[tfds]'``) and network access the first
 time, to download MNIST.

@@ -7,11 +7,11 @@ coat (4) and ankle boot (9) are never trained on, so their test images are near-
 the study is made there. The CNN is the demo's (channels 32/64/128/128, strides
 1/2/2/1): the paper's 64/128/256/512 at stride 1 costs ~16× more on two cores.
 
-``tac_study.py:base``: cross-entropy, SGD (lr 0.05, momentum 0.9, wd 5e-5), ×0.1 step
+``tac_study:base``: cross-entropy, SGD (lr 0.05, momentum 0.9, wd 5e-5), ×0.1 step
 decay at 50 % and 75 %, 8,000 steps of 128 (19 epochs: validation accuracy has
 plateaued), validation accuracy every 500 steps.
 
-``tac_study.py:addon`` (default): TAC on the frozen base, every hyper-parameter the
+``tac_study:addon`` (default): TAC on the frozen base, every hyper-parameter the
 authors' MNIST one: all four convolutions tapped, "small" (one Dense) projections,
 16-wide Hadamard codes, code noise 0.15, fixed scale 10, CE + 10·L1, SGD lr 0.1,
 momentum 0.9, wd 5e-5, clipping 1.0, batch 8, ×0.1 decay at 50 %, their augmentation
@@ -20,8 +20,8 @@ epochs; about 4 min here), validation TAC accuracy every 2,500 steps. One deviat
 base head stays frozen (the authors keep training it on detached features), so the
 add-on leaves the base's predictions exactly as they were.
 
-    tac-jax train --config experiments/configs/tac_study.py:base --workdir runs/study/base0
-    tac-jax train --config experiments/configs/tac_study.py:addon --workdir runs/study/tac0 \
+    tac-jax train --config tac_study:base --workdir runs/study/base0
+    tac-jax train --config tac_study:addon --workdir runs/study/tac0 \
         --config.base_workdir=runs/study/base0
 """
 

@@ -1,6 +1,6 @@
 r"""The training-time methods on the main job's network, for `experiments/fmnist_methods`.
 
-Each is the demo's base as it was when the table was measured (`demo.py:base` with all
+Each is the demo's base as it was when the table was measured (`demo:base` with all
 ten classes: the strided 4-convolution CNN, 1,600 SGD steps of 128 images, cosine from
 0.05, 10 % validation) trained with one method instead of plain cross-entropy; the
 argument picks it (``base`` and ``addon`` are the TAC run they are compared with):
@@ -16,24 +16,19 @@ argument picks it (``base`` and ``addon`` are the TAC run they are compared with
 * ``dropout``: the base with dropout 0.1 after every convolution, for MC dropout (20
   masks at evaluation);
 * ``tac_adversarial``: not a method but TAC trained adversarially as the authors do: the
-  demo's add-on (`demo.py:addon`) with the first half of every batch replaced by L∞ PGD
+  demo's add-on (`demo:addon`) with the first half of every batch replaced by L∞ PGD
   inputs (ε = 0.1, 10 steps of ε/10, random start) against the frozen base head; 1,500
   steps, half the demo's, because each costs about ten of them on a CPU.
 
-    tac-jax train --config experiments/configs/fmnist_methods.py:ensemble \
+    tac-jax train --config fmnist_methods:ensemble \
         --workdir runs/methods/ensemble
     tac-jax evaluate --workdir runs/methods/ensemble
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from demo import get_config as demo_config  # noqa: E402
+from tac_jax.configs import demo
 
 METHODS = ("confidence", "ensemble", "sngp", "dropout", "tac_adversarial")
-# The TAC run the methods are compared with: "base" and "addon" (`run.py` trains them).
+# The TAC run the methods are compared with: "base" and "addon" (`experiments/fmnist_methods/run.py` trains them).
 STAGES = ("base", "addon")
 
 
@@ -57,15 +52,15 @@ def get_config(method: str = "ensemble"):
     if method not in METHODS + STAGES:
         raise ValueError(f"expected a method in {METHODS} or a stage in {STAGES}, got {method!r}")
     if method in STAGES:
-        return _as_measured(demo_config(method))
+        return _as_measured(demo.get_config(method))
     if method == "tac_adversarial":
-        config = _as_measured(demo_config("addon"))
+        config = _as_measured(demo.get_config("addon"))
         config.tac.adversarial_epsilon = 0.1
         config.tac.adversarial_steps = 10
         config.tac.adversarial_target = "base"
         config.steps = 1500
         return config
-    config = _as_measured(demo_config("base"))
+    config = _as_measured(demo.get_config("base"))
     if method == "dropout":
         config.model.dropout_rate = 0.1
         return config
