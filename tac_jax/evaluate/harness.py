@@ -24,19 +24,13 @@ import ml_collections
 import numpy as np
 
 from tac_jax.evaluate import robustness
-from tac_jax.evaluate.engine.collect import DEFAULT_BATCH, collect, head_params, make_forward
+from tac_jax.evaluate.engine.collect import DEFAULT_BATCH
+from tac_jax.evaluate.engine.detector import Detector
 from tac_jax.evaluate.engine.fitted import MAX_FIT
 from tac_jax.evaluate.engine.scoring import (
     REPORT_DIR,
     SCORES,
-    compute_scores,
-    drop_unfitted,
-    fitted_for_run,
-    needs_fit,
-    resolve_scores,
     run_capabilities,
-    score_passes,
-    tac_options,
 )
 from tac_jax.evaluate.ood.suites import (
     KINDS,
@@ -392,8 +386,6 @@ def evaluate_run(
     >>> metrics["summary"]["tac"]["mean_ood_auroc"]  # doctest: +SKIP
     """
     from tac_jax.train.config import is_text_data
-    from tac_jax.train.dataset import load_splits, run_vocab
-    from tac_jax.train.setup import load_run
 
     say = log or (lambda _: None)
     start = time.perf_counter()
@@ -403,19 +395,25 @@ def evaluate_run(
     if not attacks or any(a not in robustness.ATTACKS for a in attacks):
         raise ValueError(f"expected attacks from {robustness.ATTACKS}, got {list(attacks)}")
     check_user_sets(extra_ood)
-    say(f"loading the run in {workdir}")
-    setup, step, state = load_run(workdir, step=step)
+    detector = Detector.from_run(
+        workdir,
+        step=step,
+        scores=scores,
+        deepest=deepest,
+        fuse_weight=fuse_weight,
+        batch_size=batch_size,
+        fit=False,
+        log=say,
+    )
+    setup, step, state, vocab = detector.setup, detector.step, detector.state, detector.vocab
     config = setup.config
     has_tac = setup.tac is not None
-    head = head_params(setup, state)
-    names = resolve_scores(scores, run_capabilities(setup, state))
-    vocab = run_vocab(workdir)
     if is_text_data(config.data) and suite == "fmnist":
         suite = "text"
     extra = resolve_user_sets(
         extra_ood, setup.input_shape, num=num_ood, seed=seed, num_classes=config.data.num_classes
     )
-    splits = load_splits(config.data, config.seed, vocab=vocab)
+    splits = detector.splits
     # Before any fitting or scoring, so that a suite that cannot be built fails fast.
     sets = build_suite(
         suite,
@@ -428,30 +426,14 @@ def evaluate_run(
         vocab=vocab,
         extra=extra,
     )
-    forward = make_forward(setup, state)
-    options = tac_options(setup, state, deepest, fuse_weight)
-    fitted = None
-    if needs_fit(names):
-        fitted = fitted_for_run(
-            workdir,
-            forward,
-            step,
-            splits["train"],
-            head,
-            max_fit=max_fit,
-            seed=seed,
-            batch_size=batch_size,
-            purview="purview_detector" in names,
-            validation=splits.get("validation"),
-            log=say,
-        )
-        names = drop_unfitted(names, scores, fitted)
+    detector.fit_run(max_fit=max_fit, seed=seed, log=say)
+    names, fitted, options = detector.names, detector.fitted, detector.options
+    forward = detector.forward
     codes = setup.tac.codes.matrix if has_tac else None
-    passes = score_passes(names)
 
     def score(images: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        outputs = collect(forward, images, batch_size=batch_size, passes=passes)
-        return compute_scores(outputs, names, fitted=fitted, **options), outputs
+        outputs = detector.outputs(images)
+        return detector.score_outputs(outputs), outputs
 
     test = splits["test"]
     say(f"scoring the test split ({len(test['label'])} examples)")
@@ -520,8 +502,9 @@ def evaluate_run(
             list(setup.tac.layers),
             profiles,
         )
-        if fitted is not None and fitted.tac_weights is not None:
-            metrics["layers"]["weights"] = [float(w) for w in fitted.tac_weights[0]]
+        weights = fitted.stats.get("tac_weighted") if fitted is not None else None
+        if weights is not None:
+            metrics["layers"]["weights"] = [float(w) for w in weights["weights"]]
     clean = {"accuracy": accuracy["base"], "ece": metrics["calibration"]["ece"]}
     if has_tac:
         clean["tac_accuracy"] = accuracy["tac"]

@@ -21,6 +21,7 @@ from tac_jax.methods.ensemble import ensemble_scores
 MC_SAMPLES = 20
 MC_SEED = 0
 
+
 def dropout_rate(base: nn.Module) -> float:
     """The base's ``dropout_rate`` field (0 when it has none)."""
     return float(getattr(base, "dropout_rate", 0.0) or 0.0)

@@ -19,9 +19,8 @@ from tac_jax.data.fashion_mnist import load_fashion_mnist
 from tac_jax.data.text import load_text_dataset, load_tfds_text
 from tac_jax.data.tfds import load_tfds
 from tac_jax.data.vocab import Vocab, build_vocab, encode, load_vocab
+from tac_jax.run import VOCAB_FILE
 from tac_jax.train.config import is_text_data
-
-VOCAB_FILE = "vocab.json"
 
 Split = dict[str, np.ndarray]
 

@@ -27,6 +27,7 @@ import tqdm
 from tac_jax.data.pipeline import BatchIterator, eval_batches
 from tac_jax.data.vocab import Vocab, save_vocab
 from tac_jax.parallel import DATA_AXIS, abstract_sharded, make_mesh, process_info, shard_batch
+from tac_jax.run import CONFIG_FILE
 from tac_jax.train.checkpoint import (
     Checkpointer,
     clear_preemption,
@@ -40,7 +41,6 @@ from tac_jax.train.state import TrainState
 from tac_jax.train.step import eval_step_fn, shard_eval_step, shard_train_step, train_step_fn
 from tac_jax.train.writer import MetricsWriter
 
-CONFIG_FILE = "config.json"
 # hook(step, state, metrics) runs after every update, on every process. The state is
 # donated to the next update: a hook copies what it keeps (e.g. with np.asarray).
 Hook = Callable[[int, TrainState, Mapping[str, jax.Array]], None]

@@ -24,6 +24,7 @@ from tac_jax.methods import MethodModel, create_method
 from tac_jax.model import TACModel
 from tac_jax.models import create_model, default_layers
 from tac_jax.parallel import abstract_sharded, make_mesh
+from tac_jax.run import CKPT_DIR
 from tac_jax.train.checkpoint import Checkpointer, latest_step
 from tac_jax.train.config import COMPUTE_DTYPES, config_from_dict, model_fields, validate_config
 from tac_jax.train.objectives import TACLossConfig
@@ -31,7 +32,8 @@ from tac_jax.train.optim import make_optimizer
 from tac_jax.train.state import TrainState
 from tac_jax.train.step import Objective, as_float_images, make_objective
 
-CKPT_DIR = "ckpt"
+# Every recorded feature but the one the head reads (a given base's default taps).
+EVERY_LAYER = "re:^(?!pre_logits$).+"
 AUGMENT_FNS = {
     "none": None,
     "mnist": mnist_augment,
@@ -114,6 +116,8 @@ def build_setup(
     config: ml_collections.ConfigDict,
     input_shape: Sequence[int],
     input_dtype: Any = jnp.uint8,
+    *,
+    base: nn.Module | None = None,
 ) -> TrainSetup:
     """Builds the model, optimizer and objective a config describes.
 
@@ -121,6 +125,9 @@ def build_setup(
       config: see `tac_jax.train.config.default_config`.
       input_shape: one example's shape, e.g. ``(28, 28, 1)`` or ``(max_len,)``.
       input_dtype: the dtype of the batches (int32 for token ids).
+      base: the base module, instead of ``config.model`` (e.g. a user's classifier
+        wrapped in `tac_jax.tapped.Tapped`); TAC taps ``config.tac.layers``, by default
+        every layer it records.
 
     Returns:
       A `TrainSetup`.
@@ -134,13 +141,17 @@ def build_setup(
     fields = model_fields(config)
     fields.pop("dtype", None)
     dtype = COMPUTE_DTYPES[config.dtype]
-    base = create_model(config.model.name, num_classes, dtype=dtype, **fields)
+    if base is None:
+        base = create_model(config.model.name, num_classes, dtype=dtype, **fields)
+        default = lambda: default_layers(config.model.name, **fields)  # noqa: E731
+    else:
+        default = lambda: (EVERY_LAYER,)  # noqa: E731
     input_shape = tuple(int(d) for d in input_shape)
     example = _model_input(jnp.zeros((1, *input_shape), jnp.dtype(input_dtype)))
     tac = None
     if config.mode != "base":
         t = config.tac
-        layers = tuple(t.layers) or default_layers(config.model.name, **fields)
+        layers = tuple(t.layers) or default()
         tac = TACModel(
             base,
             layers,

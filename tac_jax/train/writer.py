@@ -14,7 +14,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-METRICS_FILE = "metrics.jsonl"
+from tac_jax.run import METRICS_LOG as METRICS_FILE
+
 TENSORBOARD_DIR = "tensorboard"
 
 

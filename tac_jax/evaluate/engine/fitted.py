@@ -25,7 +25,6 @@ from tac_jax.evaluate.engine.registry import SCORES, with_uses
 from tac_jax.scores.entry import FitData, HeldData, Stats
 from tac_jax.scores.feature import KNN_K
 
-FITTED_FILE = "fitted.npz"
 MAX_FIT = 20_000
 _FORMAT = 6
 _SEP = "|"

@@ -23,13 +23,9 @@ from tac_jax.data.arrays import load_array
 from tac_jax.evaluate.engine.collect import (
     DEFAULT_BATCH,
     Forward,
-    check_batchable,
     collect,
-    head_params,
-    make_forward,
 )
 from tac_jax.evaluate.engine.fitted import (
-    FITTED_FILE,
     MAX_FIT,
     Fitted,
     fingerprint,
@@ -43,16 +39,15 @@ from tac_jax.evaluate.engine.registry import (
     TAC_NAMES,
     ScoreInfo,
     available_scores,
-    needs_fit,
     resolve_scores,
     run_capabilities,
     score_passes,
     with_uses,
 )
+from tac_jax.run import FITTED_FILE, REPORT_DIR
 from tac_jax.scores.entry import HeldData, Options, View
 from tac_jax.scores.tac import soft_predict, tac_predict
 
-REPORT_DIR = "report"
 # tac_fused's λ when a run does not say (the TAC study's choice on validation data).
 FUSE_WEIGHT = 0.25
 Log = Callable[[str], None]
@@ -304,7 +299,9 @@ def fitted_for_run(
     if not held_names:
         validation = None
     num_val = 0 if validation is None else len(validation["label"])
-    meta = fingerprint(step, len(index), max_fit, seed if n > max_fit else 0, forward.layers, num_val)
+    meta = fingerprint(
+        step, len(index), max_fit, seed if n > max_fit else 0, forward.layers, num_val
+    )
     meta["train_examples"] = int(n)
 
     train_names = [u for u in with_uses(names) if SCORES[u].fit is not None]
@@ -406,41 +403,22 @@ def score_file(
     >>> score_file("runs/smoke_tac", "x.npy", "scores.npz")["tac"].shape  # doctest: +SKIP
     (50,)
     """
-    from tac_jax.train.dataset import load_splits, run_vocab
-    from tac_jax.train.setup import load_run
+    from tac_jax.evaluate.engine.detector import Detector
 
     images = check_inputs(load_array(input_path))
-    if log:
-        log(f"loading the run in {workdir}")
-    setup, step, state = load_run(workdir)
-    images = check_batchable(images, setup.input_shape)
-    forward = make_forward(setup, state)
-    head = head_params(setup, state)
-    names = resolve_scores(scores, run_capabilities(setup, state))
-    options = tac_options(setup, state, deepest, fuse_weight)
-    fitted = None
-    if needs_fit(names):
-        data = setup.config.data
-        splits = load_splits(data, setup.config.seed, vocab=run_vocab(workdir))
-        train = splits["train"]
-        fitted = fitted_for_run(
-            workdir,
-            forward,
-            step,
-            train,
-            head,
-            max_fit=max_fit,
-            seed=seed,
-            batch_size=batch_size,
-            names=names,
-            validation=splits.get("validation"),
-            log=log,
-        )
-        names = drop_unfitted(names, scores, fitted)
+    detector = Detector.from_run(
+        workdir,
+        scores=scores,
+        deepest=deepest,
+        fuse_weight=fuse_weight,
+        batch_size=batch_size,
+        max_fit=max_fit,
+        seed=seed,
+        log=log,
+    )
     if log:
         log(f"scoring {len(images)} inputs from {input_path}")
-    outputs = collect(forward, images, batch_size=batch_size, passes=score_passes(names))
-    result = compute_scores(outputs, names, fitted=fitted, **options)
+    result = detector.score(images)
     with open(output_path, "wb") as f:
         np.savez(f, **result)
     return result
