@@ -225,9 +225,9 @@ class Detector:
         setup, state = _module_setup(detector._module, tac_steps=0, validation=False)
         # TAC's scores and those fitted on validation data come with `fit`.
         later = ("tac", "validation")
-        now = (
-            None if scores is None else [n for n in scores if not set(later) & set(SCORES[n].needs)]
-        )
+        now = [
+            n for n in scores or () if n not in SCORES or not set(later) & set(SCORES[n].needs)
+        ] or None
         Detector.__init__(
             detector, setup, state, scores=now, layers=setup.base.layers, batch_size=batch_size
         )
