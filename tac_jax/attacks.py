@@ -287,7 +287,7 @@ def tac_logits_fn(model: Any, variables: Any, **kwargs: Any) -> LogitsFn:
       variables: its variables.
       **kwargs: passed to ``model.apply``.
     """
-    model._require_resolved()
+    model.require_resolved()
     codes = jnp.asarray(model.codes.matrix, jnp.float32)
     runner = model
     return lambda x: tac_code_logits(runner.apply(variables, x, **kwargs)[0].activation, codes)

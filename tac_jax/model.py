@@ -232,7 +232,7 @@ class TACModel:
 
     # -- forward --------------------------------------------------------------------
 
-    def _require_resolved(self) -> None:
+    def require_resolved(self) -> None:
         if self.layers is None:
             raise ValueError(
                 "expected a resolved TACModel (call init or resolve first), got layer "
@@ -265,7 +265,7 @@ class TACModel:
           ``(TACOutput, updates)``: ``updates`` holds the base's changed collections
           (``batch_stats`` in scratch training), to merge into ``variables``.
         """
-        self._require_resolved()
+        self.require_resolved()
         if x.ndim != self._input_ndim:
             raise ValueError(
                 f"expected inputs of rank {self._input_ndim} (batch first, as at init), "

@@ -247,12 +247,12 @@ def test_create_method_and_config_checks():
 @pytest.mark.parametrize("target", ["base", "tac"])
 def test_adversarial_training_attacks_the_first_half_of_each_batch(target):
     from tac_jax.model import TACModel
-    from tac_jax.train.objectives import TACLossConfig, _adversarial_half, tac_objective
+    from tac_jax.train.objectives import TACLossConfig, adversarial_half, tac_objective
 
     model = TACModel(mlp(), ("dense1",), 3, mode="addon")
     variables = model.init(jax.random.key(0), X)
     config = TACLossConfig(adversarial_epsilon=0.1, adversarial_steps=3, adversarial_target=target)
-    x_adv = _adversarial_half(model, variables, X, Y, jax.random.key(1), config)
+    x_adv = adversarial_half(model, variables, X, Y, jax.random.key(1), config)
     np.testing.assert_array_equal(x_adv[4:], X[4:])
     moved = np.abs(np.asarray(x_adv[:4] - X[:4]))
     assert moved.max() <= 0.1 + 1e-6 and moved.max() > 0.05

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 
-def _as_scores(x: ArrayLike, name: str) -> np.ndarray:
+def as_scores(x: ArrayLike, name: str) -> np.ndarray:
     """A non-empty, finite, 1-D float64 copy of ``x``; ValueError otherwise."""
     a = np.asarray(x)
     if a.ndim != 1:
@@ -28,7 +28,7 @@ def _as_scores(x: ArrayLike, name: str) -> np.ndarray:
     return a
 
 
-def _as_binary(x: ArrayLike, name: str) -> np.ndarray:
+def as_binary(x: ArrayLike, name: str) -> np.ndarray:
     """A non-empty 1-D bool array from bools or 0/1 numbers; ValueError otherwise."""
     a = np.asarray(x)
     if a.ndim != 1:
@@ -45,13 +45,13 @@ def _as_binary(x: ArrayLike, name: str) -> np.ndarray:
     return a == 1
 
 
-def _check_same_length(**arrays: np.ndarray) -> None:
+def check_same_length(**arrays: np.ndarray) -> None:
     lengths = {name: len(a) for name, a in arrays.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"expected arrays of equal length, got lengths {lengths}")
 
 
-def _check_both_classes(labels: np.ndarray, name: str) -> None:
+def check_both_classes(labels: np.ndarray, name: str) -> None:
     n_pos = int(labels.sum())
     if n_pos == 0 or n_pos == labels.size:
         raise ValueError(
@@ -77,8 +77,8 @@ def _binary_clf_curve(scores: np.ndarray, labels: np.ndarray):
 
 
 def _labelled(scores_in: ArrayLike, scores_out: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    s_in = _as_scores(scores_in, "scores_in")
-    s_out = _as_scores(scores_out, "scores_out")
+    s_in = as_scores(scores_in, "scores_in")
+    s_out = as_scores(scores_out, "scores_out")
     labels = np.r_[np.ones(s_in.size, bool), np.zeros(s_out.size, bool)]
     return np.r_[s_in, s_out], labels
 
@@ -107,7 +107,7 @@ def _fpr_at_tpr_from_curve(fps: np.ndarray, tps: np.ndarray, tpr: float) -> floa
     return float(fps[i] / fps[-1])
 
 
-def _auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+def binary_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     fps, tps, _ = _binary_clf_curve(scores, labels)
     return _auroc_from_curve(fps, tps)
 
@@ -137,10 +137,10 @@ def roc_curve(
     >>> fpr.tolist(), tpr.tolist()
     ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
     """
-    s = _as_scores(scores, "scores")
-    y = _as_binary(labels, "labels")
-    _check_same_length(scores=s, labels=y)
-    _check_both_classes(y, "labels")
+    s = as_scores(scores, "scores")
+    y = as_binary(labels, "labels")
+    check_same_length(scores=s, labels=y)
+    check_both_classes(y, "labels")
     fps, tps, thresholds = _binary_clf_curve(s, y)
     if drop_intermediate and fps.size > 2:
         # Keep the end points and every point where the curve bends.
@@ -167,7 +167,7 @@ def auroc(scores_in: ArrayLike, scores_out: ArrayLike) -> float:
     >>> auroc([3.0, 2.0, 1.0], [1.0, 0.0])
     0.9166666666666666
     """
-    return _auroc(*_labelled(scores_in, scores_out))
+    return binary_auroc(*_labelled(scores_in, scores_out))
 
 
 def aupr_in(scores_in: ArrayLike, scores_out: ArrayLike) -> float:

@@ -18,18 +18,18 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from tac_jax.metrics.ood import (
-    _as_binary,
-    _as_scores,
-    _auroc,
-    _check_both_classes,
-    _check_same_length,
+    as_binary,
+    as_scores,
+    binary_auroc,
+    check_both_classes,
+    check_same_length,
 )
 
 
 def _scores_and_correct(scores: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    s = _as_scores(scores, "scores")
-    c = _as_binary(correct, "correct")
-    _check_same_length(scores=s, correct=c)
+    s = as_scores(scores, "scores")
+    c = as_binary(correct, "correct")
+    check_same_length(scores=s, correct=c)
     return s, c
 
 
@@ -67,8 +67,8 @@ def misclassification_auroc(scores: ArrayLike, correct: ArrayLike) -> float:
     1.0
     """
     s, c = _scores_and_correct(scores, correct)
-    _check_both_classes(c, "correct")
-    return _auroc(s, c)
+    check_both_classes(c, "correct")
+    return binary_auroc(s, c)
 
 
 def risk_coverage_curve(scores: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from tac_jax.metrics.ood import _as_binary, _as_scores, _check_same_length
+from tac_jax.metrics.ood import as_binary, as_scores, check_same_length
 
 # Relative slack when comparing candidate values, so float rounding in cumulative sums
 # does not decide between thresholds that are equally good.
@@ -75,14 +75,14 @@ def _outcomes(
 def _split(
     scores: ArrayLike, correct: ArrayLike, fallback_correct: ArrayLike | None, prefix: str = ""
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    s = _as_scores(scores, f"{prefix}scores")
-    c = _as_binary(correct, f"{prefix}correct")
+    s = as_scores(scores, f"{prefix}scores")
+    c = as_binary(correct, f"{prefix}correct")
     arrays = {f"{prefix}scores": s, f"{prefix}correct": c}
     fb = None
     if fallback_correct is not None:
-        fb = _as_binary(fallback_correct, f"{prefix}fallback_correct")
+        fb = as_binary(fallback_correct, f"{prefix}fallback_correct")
         arrays[f"{prefix}fallback_correct"] = fb
-    _check_same_length(**arrays)
+    check_same_length(**arrays)
     return s, c, fb
 
 
@@ -268,7 +268,7 @@ def value_curve(
     >>> curve["threshold"].tolist(), curve["value"].tolist()
     ([-inf, 0.9], [1.0, 0.5])
     """
-    grid = _as_scores(c_err_grid, "c_err_grid")
+    grid = as_scores(c_err_grid, "c_err_grid")
     rows = [
         selective_value(
             val_scores,
@@ -299,7 +299,7 @@ def _as_predictions(x: ArrayLike, name: str) -> np.ndarray:
 def _correct(pred: ArrayLike, labels: ArrayLike, prefix: str) -> np.ndarray:
     p = _as_predictions(pred, f"{prefix}pred")
     y = _as_predictions(labels, f"{prefix}labels")
-    _check_same_length(**{f"{prefix}pred": p, f"{prefix}labels": y})
+    check_same_length(**{f"{prefix}pred": p, f"{prefix}labels": y})
     return p == y
 
 
@@ -410,7 +410,7 @@ def disagreement_policy(
         b = _as_predictions(base, f"{prefix}base_pred")
         t = _as_predictions(tac, f"{prefix}tac_pred")
         y = _as_predictions(labels, f"{prefix}labels")
-        _check_same_length(
+        check_same_length(
             **{f"{prefix}base_pred": b, f"{prefix}tac_pred": t, f"{prefix}labels": y}
         )
         agree[prefix], correct[prefix] = b == t, t == y

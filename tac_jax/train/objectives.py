@@ -63,7 +63,7 @@ class TACLossConfig:
 ADVERSARIAL_TARGETS = ("base", "tac")
 
 
-def _adversarial_half(model, variables, x, y, key, config: TACLossConfig) -> jax.Array:
+def adversarial_half(model, variables, x, y, key, config: TACLossConfig) -> jax.Array:
     """``x`` with its first half replaced by PGD inputs against the current weights."""
     variables = jax.lax.stop_gradient(variables)
     make = tac_logits_fn if config.adversarial_target == "tac" else base_logits_fn
@@ -147,7 +147,7 @@ def tac_objective(
         key_adv = jax.random.fold_in(key, 1)
         if jnp.issubdtype(x.dtype, jnp.integer):
             raise ValueError("expected image inputs for adversarial training, got integer tokens")
-        x = _adversarial_half(model, {"params": params, **rest}, x, y, key_adv, config)
+        x = adversarial_half(model, {"params": params, **rest}, x, y, key_adv, config)
     targets = jax.nn.one_hot(y, model.num_classes)
     if config.mixup_alpha > 0:
         (x, targets), _, _ = mixup(key_mix, config.mixup_alpha, x, targets)
