@@ -6,6 +6,7 @@ is one call each, imported on first use (they pull in orbax, matplotlib, scikit-
     tac_jax.train(config, workdir)    # a config's name, a config file or a ConfigDict
     tac_jax.evaluate(workdir)         # every score, WORKDIR/report/
     tac_jax.score(workdir, input_path, output_path)
+    tac_jax.Detector.from_module(model, variables, example)   # the scores on a model of yours
 """
 
 import importlib
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClassCodes",
+    "Detector",
     "Projection",
     "TACHead",
     "TACModel",
@@ -75,8 +77,10 @@ def __getattr__(name: str):
         return importlib.import_module(f"tac_jax.{name}")
     if name == "score":
         return importlib.import_module("tac_jax.evaluate").score_file
+    if name == "Detector":
+        return importlib.import_module("tac_jax.evaluate.engine.detector").Detector
     raise AttributeError(f"module 'tac_jax' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "train", "evaluate", "score"})
+    return sorted({*globals(), "train", "evaluate", "score", "Detector"})

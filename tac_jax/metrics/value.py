@@ -410,9 +410,7 @@ def disagreement_policy(
         b = _as_predictions(base, f"{prefix}base_pred")
         t = _as_predictions(tac, f"{prefix}tac_pred")
         y = _as_predictions(labels, f"{prefix}labels")
-        check_same_length(
-            **{f"{prefix}base_pred": b, f"{prefix}tac_pred": t, f"{prefix}labels": y}
-        )
+        check_same_length(**{f"{prefix}base_pred": b, f"{prefix}tac_pred": t, f"{prefix}labels": y})
         agree[prefix], correct[prefix] = b == t, t == y
     gate = on_disagreement == "reject"
     out = _selective(

@@ -24,6 +24,7 @@ from tac_jax.methods import MethodModel, create_method
 from tac_jax.model import TACModel
 from tac_jax.models import create_model, default_layers
 from tac_jax.parallel import abstract_sharded, make_mesh
+from tac_jax.predictor import BasePredictor
 from tac_jax.run import CKPT_DIR
 from tac_jax.train.checkpoint import Checkpointer, latest_step
 from tac_jax.train.config import COMPUTE_DTYPES, config_from_dict, model_fields, validate_config
@@ -78,6 +79,14 @@ class TrainSetup:
     schedule: optax.Schedule
     objective: Objective
     augment: Any
+
+    @property
+    def predictor(self) -> TACModel | MethodModel | BasePredictor:
+        """What the run predicts with, behind one forward contract
+        (`tac_jax.predictor`): the TAC model, the method, or the base."""
+        if self.tac is not None:
+            return self.tac
+        return self.method if self.method is not None else BasePredictor(self.base)
 
     @property
     def model(self) -> nn.Module | TACModel | MethodModel:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tac_jax.batching import batched_apply
-from tac_jax.features import feature_dict, pooled_features
+from tac_jax.features import pooled_features
 from tac_jax.methods.confidence import CONFIDENCE_EPSILON, perturb_towards_confidence
 from tac_jax.methods.mc_dropout import (
     MC_SAMPLES,
@@ -65,11 +65,7 @@ def feature_layers(setup: Any) -> tuple[str, ...]:
 
 def base_variables(setup: Any, state: Any) -> dict[str, Any]:
     """The base module's variables, in TAC and in base-only runs."""
-    if setup.tac is not None:
-        return setup.tac.base_variables(state.variables)
-    if setup.method is not None:
-        return setup.method.base_variables(state.variables)
-    return dict(state.variables)
+    return setup.predictor.base_variables(state.variables)
 
 
 def head_params(setup: Any, state: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -153,11 +149,8 @@ class Forward:
 
 def _base_and_split(setup: Any) -> tuple[Any, Callable[[Any], dict[str, Any]]]:
     """The base module and ``variables → base variables`` of a run."""
-    if setup.tac is not None:
-        return setup.tac.base, setup.tac.base_variables
-    if setup.method is not None:
-        return setup.method.base, setup.method.base_variables
-    return setup.base, dict
+    predictor = setup.predictor
+    return predictor.base, predictor.base_variables
 
 
 def predictive_logits_fn(setup: Any) -> Callable[[Any, jax.Array], jax.Array]:
@@ -216,21 +209,15 @@ def make_forward(
       A `Forward`.
     """
     layers = tuple(feature_layers(setup) if layers is None else layers)
-    tac, method = setup.tac, setup.method
-    base, split = _base_and_split(setup)
+    method = setup.method
+    predictor = setup.predictor
+    base, split = predictor.base, predictor.base_variables
 
     def forward(variables, x):
-        x = as_float_images(x)
-        extras = None
-        if tac is not None:
-            out, _ = tac.apply(variables, x)
-            logits, features, activation = out.logits, out.features, out.activation
-        elif method is not None:
-            out, _ = method.apply(variables, x)
-            logits, features, activation, extras = out.logits, out.features, None, out.extras
-        else:
-            logits, st = base.apply(variables, x, train=False, mutable=["intermediates"])
-            features, activation = feature_dict(st["intermediates"]), None
+        # One contract for TAC, method and base models (`tac_jax.predictor`).
+        out, _ = predictor.apply(variables, as_float_images(x))
+        logits, features = out.logits, out.features
+        activation, extras = getattr(out, "activation", None), getattr(out, "extras", None)
         if PENULTIMATE not in features:
             raise ValueError(
                 f"expected the model to record {PENULTIMATE!r} (the features its head reads), "
@@ -297,7 +284,7 @@ def make_forward(
         setup=setup,
         variables=state.variables,
         layers=layers,
-        has_tac=tac is not None,
+        has_tac=setup.tac is not None,
         apply_fn=jax.jit(forward),
         passes={name: jax.jit(all_passes[name]) for name in available},
         pass_batch={"purview": PURVIEW_BATCH},
