@@ -139,7 +139,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_ood_args(parser: argparse.ArgumentParser) -> None:
-    from tac_jax.evaluate.harness import SUITES
+    from tac_jax.evaluate.ood.build import SUITES
     from tac_jax.evaluate.ood.suites import KINDS, TFDS_SUITES
     from tac_jax.evaluate.ood.user_sets import OOD_SPEC
 

@@ -17,7 +17,8 @@ from tac_jax.evaluate import harness
 from tac_jax.evaluate.engine import collect as collect_lib
 from tac_jax.evaluate.engine import fitted as fitted_lib
 from tac_jax.evaluate.engine import scoring
-from tac_jax.evaluate.reporting import report, tables
+from tac_jax.evaluate.ood import build
+from tac_jax.evaluate.reporting import measure, report, tables
 from tac_jax.methods.sngp import predictive_variance, sngp_score
 from tac_jax.metrics import (
     Costs,
@@ -209,17 +210,17 @@ def test_calibration_metrics_of_the_softmax():
 
 
 def test_threshold_split_halves_the_test_set_deterministically():
-    name, val, test = harness.threshold_split(11, False, 5)
+    name, val, test = measure.threshold_split(11, False, 5)
     assert name == "test_half" and len(val) == 5 and len(test) == 6
     assert sorted(np.r_[val, test].tolist()) == list(range(11))
-    again = harness.threshold_split(11, False, 5)
+    again = measure.threshold_split(11, False, 5)
     assert (again[1] == val).all() and (again[2] == test).all()
-    name, val, test = harness.threshold_split(11, True, 5)
+    name, val, test = measure.threshold_split(11, True, 5)
     assert name == "validation" and val is None and test.tolist() == list(range(11))
 
 
 def test_jsonable_turns_nan_and_infinity_into_null():
-    out = harness._jsonable({"a": [np.float32(1.5), math.nan, -math.inf], "b": np.int64(2)})
+    out = measure.jsonable({"a": [np.float32(1.5), math.nan, -math.inf], "b": np.int64(2)})
     assert json.loads(json.dumps(out)) == {"a": [1.5, None, None], "b": 2}
 
 
@@ -558,8 +559,8 @@ def synthetic_metrics(tmp_path, with_tac=True):
         "non_finite": {},
         "figures": [],
     }
-    metrics["summary"] = harness._summary(metrics, names)
-    return harness._jsonable(metrics), test, correct, ood_scores
+    metrics["summary"] = measure.summary_rows(metrics, names)
+    return measure.jsonable(metrics), test, correct, ood_scores
 
 
 def test_render_report_has_a_row_per_score_and_every_section(tmp_path):
@@ -625,27 +626,27 @@ def test_held_out_classes_become_a_near_ood_set(tmp_path):
     data.test_images = str(tmp_path / "test.npz")
     data.classes = (0, 2)
     data.num_classes = 2
-    held = harness.held_out_set(data, 15, 0)
+    held = build.held_out_set(data, 15, 0)
     assert held.name == "held_out" and held.kind == "near" and len(held) == 15
     assert held.images.dtype == np.float32 and held.images.shape[1:] == (4, 4, 1)
     classes = np.round(held.images[:, 0, 0, 0] * 255 / 10).astype(int)
     assert set(classes.tolist()) == {1, 3}
     data.classes = ()
-    assert harness.held_out_set(data, 15, 0) is None
+    assert build.held_out_set(data, 15, 0) is None
 
 
 def test_build_suite_by_name_or_sets():
     test = {"image": RNG.integers(0, 256, (30, 28, 28), dtype=np.uint8), "label": np.arange(30) % 3}
     data = default_config().data
     kwargs = dict(num_ood=10, seed=0, severities=(1,), corruptions=["contrast"])
-    assert harness.build_suite("none", test, data, **kwargs) == []
-    sets = harness.build_suite("fmnist", test, data, **kwargs)
+    assert build.build_suite("none", test, data, **kwargs) == []
+    sets = build.build_suite("fmnist", test, data, **kwargs)
     assert [s.name for s in sets][-2:] == ["inverted", "contrast_s1"]
     assert all(len(s) == 10 for s in sets)
     assert [s.kind for s in sets[:3]] == ["far"] * 3
-    assert harness.build_suite(sets[:2], test, data, **kwargs) == sets[:2]
+    assert build.build_suite(sets[:2], test, data, **kwargs) == sets[:2]
     with pytest.raises(ValueError, match="expected a suite in"):
-        harness.build_suite("cifar", test, data, **kwargs)
+        build.build_suite("cifar", test, data, **kwargs)
 
 
 def test_build_suite_reads_a_tfds_suite_for_its_own_dataset_only(monkeypatch):
@@ -662,7 +663,7 @@ def test_build_suite_reads_a_tfds_suite_for_its_own_dataset_only(monkeypatch):
     data.source, data.name, data.data_dir = "tfds", "mnist", "/data/tfds"
     kwargs = dict(num_ood=5, seed=0, severities=(1,), corruptions=None)
     mine = OODSet("mine", np.zeros((2, 28, 28, 1), np.float32), "far")
-    sets = harness.build_suite("mnist", test, data, load=fake_load, extra=[mine], **kwargs)
+    sets = build.build_suite("mnist", test, data, load=fake_load, extra=[mine], **kwargs)
     assert [(s.name, s.kind, s.images.shape) for s in sets] == [
         ("fashion_mnist", "far", (4, 28, 28, 1)),
         ("kmnist", "far", (4, 28, 28, 1)),
@@ -670,27 +671,27 @@ def test_build_suite_reads_a_tfds_suite_for_its_own_dataset_only(monkeypatch):
     ]
     assert calls == [("fashion_mnist", "test[:5]", None), ("kmnist", "test[:5]", None)]
     # The default loader reads a TFDS run's data_dir.
-    monkeypatch.setattr(harness, "load_tfds_images", fake_load)
+    monkeypatch.setattr(build, "load_tfds_images", fake_load)
     calls.clear()
-    harness.build_suite("mnist", test, data, **kwargs)
+    build.build_suite("mnist", test, data, **kwargs)
     assert {c[2] for c in calls} == {"/data/tfds"}
     with pytest.raises(ValueError, match="distinct from the suite's, got 'kmnist' in both"):
-        harness.build_suite("mnist", test, data, load=fake_load, extra=[
+        build.build_suite("mnist", test, data, load=fake_load, extra=[
             OODSet("kmnist", mine.images, "far")], **kwargs)  # fmt: skip
-    assert harness.build_suite("none", test, data, extra=[mine], **kwargs) == [mine]
+    assert build.build_suite("none", test, data, extra=[mine], **kwargs) == [mine]
     # A Fashion-MNIST run from local files may take the fashion_mnist suite, no other.
     data = default_config().data
-    assert len(harness.build_suite("fashion_mnist", test, data, load=fake_load, **kwargs)) == 2
+    assert len(build.build_suite("fashion_mnist", test, data, load=fake_load, **kwargs)) == 2
     for suite in ("mnist", "cifar10"):
         message = f"expected a run trained on '{suite}' for suite '{suite}', got config.data.source"
         with pytest.raises(ValueError, match=message):
-            harness.build_suite(suite, test, data, load=fake_load, **kwargs)
+            build.build_suite(suite, test, data, load=fake_load, **kwargs)
     data.source, data.name = "tfds", "cifar100"
     with pytest.raises(ValueError, match="got config.data.name='cifar100'"):
-        harness.build_suite("cifar10", test, data, load=fake_load, **kwargs)
+        build.build_suite("cifar10", test, data, load=fake_load, **kwargs)
 
 
-@pytest.mark.parametrize("module", [tables, report, fitted_lib, harness, scoring])
+@pytest.mark.parametrize("module", [tables, report, fitted_lib, harness, scoring, measure, build])
 def test_docstring_examples(module):
     assert doctest.testmod(module).failed == 0
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tac_jax import cli
-from tac_jax.evaluate.harness import SUITES
+from tac_jax.evaluate.ood.build import SUITES
 from tac_jax.evaluate.ood.suites import TFDS_SUITES
 
 

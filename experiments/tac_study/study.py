@@ -40,7 +40,7 @@ from tac_jax.evaluate.engine.scoring import (
     fitted_for_run,
     tac_options,
 )
-from tac_jax.evaluate.harness import held_out_set
+from tac_jax.evaluate.ood.build import held_out_set
 from tac_jax.evaluate.ood.suites import corruption_sets, far_ood_sets
 from tac_jax.evaluate.reporting.aggregate import aggregate_summaries
 from tac_jax.metrics import auroc, misclassification_auroc
