@@ -159,3 +159,12 @@ def test_one_line_errors():
         det.fit(x, y[:5])
     with pytest.raises(ValueError, match="expected scores this run can compute"):
         Detector.from_module(CNN(), variables, x[:1], scores=("tac",)).fit(x, y)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from tac_jax import run, tapped
+
+    assert doctest.testmod(tapped).failed == 0
+    assert doctest.testmod(run).failed == 0

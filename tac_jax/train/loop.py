@@ -27,7 +27,7 @@ import tqdm
 from tac_jax.data.pipeline import BatchIterator, eval_batches
 from tac_jax.data.vocab import Vocab, save_vocab
 from tac_jax.parallel import DATA_AXIS, abstract_sharded, make_mesh, process_info, shard_batch
-from tac_jax.run import CONFIG_FILE
+from tac_jax.run import CONFIG_FILE, FINAL_METRICS
 from tac_jax.train.checkpoint import (
     Checkpointer,
     clear_preemption,
@@ -294,6 +294,6 @@ def train_and_evaluate(
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
     if info.is_main:
-        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+        with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
             json.dump(results, f, indent=2)
     return results
