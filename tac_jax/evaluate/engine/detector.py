@@ -256,7 +256,8 @@ class Detector:
             and fusion are fitted there (without it, those scores are left out).
           tac_steps: a model from `from_module`: first train a TAC add-on on the frozen
             model for this many steps on ``(images, labels)`` (the demo's add-on
-            recipe); TAC's scores join the detector's.
+            recipe); TAC's scores join the detector's. Each call starts again from the
+            model as given: a later ``fit`` without ``tac_steps`` has no TAC.
           max_fit: training examples the statistics are fitted on, at most.
           seed: picks them, and seeds TAC's training.
           log: optional progress callback.
@@ -370,5 +371,6 @@ def _module_config(num_classes: int, tac_steps: int, validation: bool):
         config.mode = "base"
     config.data.num_classes = num_classes
     config.data.classes = ()
+    # Only whether there is one matters here: it makes the held-out-fitted scores available.
     config.data.validation_fraction = 0.1 if validation else 0.0
     return config
