@@ -1,7 +1,9 @@
-"""Evaluation: image corruptions at five severities and the OOD suites built from them,
-from held-out classes, synthetic noise and public benchmark pairs; `evaluate_run`, which
-measures every confidence score of a trained run on them and writes a report; and
-`score_file`, which scores an array file with a trained run.
+"""Evaluation, in three parts: the scoring engine (`engine`: one forward pass, the
+registry of scores, their fitted statistics, `engine.detector.Detector`), OOD data
+(`ood`: corruptions, the suites built from held-out classes, far sets, synthetic noise,
+public benchmark pairs and the user's arrays) and reporting (`reporting`: the metric
+tables, figures and ``report.md``). `evaluate_run` (`harness`) measures every score of a
+trained run and writes its report; `score_file` scores an array file with a trained run.
 
 The package is also a function: ``tac_jax.evaluate(workdir, **kwargs)`` is `evaluate_run`."""
 
