@@ -38,6 +38,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from tac_jax.features import feature_dict  # noqa: F401  (used in the example)
@@ -153,6 +154,31 @@ class Tapped(nn.Module):
                 out = self.activation(out)
             self.sow("intermediates", name, out)
         return jnp.asarray(logits)
+
+    def head_params(self, params: Mapping[str, Any], num_classes: int) -> Any:
+        """The head's parameters in `Tapped`'s ``params``: at the ``head`` path
+        ("Block_0.Dense_1"), else (an NNX model, whose layers are named by call order) the
+        only ``{"kernel" (D, C), "bias" (C,)}``; None if there is not one."""
+        params = params[NET]
+        node: Any = params
+        for key in (self.head or "").split("."):
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, Mapping) and "kernel" in node:
+            return node
+        found = []
+
+        def visit(tree: Any) -> None:
+            if not isinstance(tree, Mapping):
+                return
+            kernel, bias = tree.get("kernel"), tree.get("bias")
+            shapes = (np.shape(kernel)[1:], np.shape(bias)) if kernel is not None else None
+            if np.ndim(kernel) == 2 and shapes == ((num_classes,), (num_classes,)):
+                found.append(tree)
+            for value in tree.values():
+                visit(value)
+
+        visit(params)
+        return found[0] if len(found) == 1 else None
 
 
 class _Bare(nn.Module):

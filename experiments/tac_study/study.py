@@ -31,6 +31,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from tac_jax.atomic_write import atomic_path, write_atomic
 from tac_jax.data.arrays import to_float_images
 from tac_jax.evaluate import evaluate_run
 from tac_jax.evaluate.engine.collect import collect, head_params, make_forward
@@ -344,10 +345,7 @@ def cmd_report(out: str) -> None:
         *selection_tables(select),
         "",
     ]
-    path = os.path.join(out, "study.md")
-    with open(path + ".tmp", "w") as f:
-        f.write("\n".join(lines))
-    os.replace(path + ".tmp", path)
+    write_atomic(os.path.join(out, "study.md"), "\n".join(lines))
 
 
 def cmd_curves(root: str, out: str) -> None:
@@ -378,17 +376,13 @@ def cmd_curves(root: str, out: str) -> None:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = os.path.join(out, "curves.png")
-    fig.savefig(path + ".tmp.png", dpi=110)
-    os.replace(path + ".tmp.png", path)
+    with atomic_path(os.path.join(out, "curves.png")) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def _write_json(path: str, value: Any) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value, indent=1))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,6 +84,7 @@ class Score:
       fit_held: ``HeldData → stats`` on validation outputs (raises ValueError when the
         split cannot fit it, e.g. no errors).
       uses: other scores it is built from (fitted first, computed through the `View`).
+      blockwise: it reads TAC's activation per tapped layer (needs the code width).
       fitted_what: how an error names its statistics when they are missing.
     """
 
@@ -96,6 +97,7 @@ class Score:
     fit: Callable[[FitData], Stats | None] | None = dataclasses.field(default=None, repr=False)
     fit_held: Callable[[HeldData], Stats] | None = dataclasses.field(default=None, repr=False)
     uses: tuple[str, ...] = ()
+    blockwise: bool = False
     fitted_what: str = "fitted statistics"
 
     @property

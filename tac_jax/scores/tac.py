@@ -288,8 +288,9 @@ def fuse_statistics(scores: dict[str, np.ndarray]) -> np.ndarray:
 # -- The registry's entries (`tac_jax.scores.entry`) -----------------------------------
 
 
-def _outputs(v) -> dict[str, jax.Array]:
-    """`tac_scores` of a batch, on the deepest ``options.deepest`` blocks (0: all)."""
+def batch_outputs(v) -> dict[str, jax.Array]:
+    """`tac_scores` of a `tac_jax.scores.entry.View`'s batch, on the deepest
+    ``options.deepest`` blocks (0: all); computed once per batch."""
 
     def make():
         a, codes, width, deepest = v.activation, v.codes, v.options.width, v.options.deepest
@@ -301,7 +302,7 @@ def _outputs(v) -> dict[str, jax.Array]:
 
 
 def _paper(name: str, formula: str) -> Score:
-    return Score(name, "tac", formula, lambda v: _outputs(v)[name], needs=("tac",))
+    return Score(name, "tac", formula, lambda v: batch_outputs(v)[name], needs=("tac",))
 
 
 def _fit_activation_gaussian(data: FitData) -> Stats | None:
@@ -389,6 +390,7 @@ ENTRIES = (
         _weighted,
         needs=("tac", "fit", "validation"),
         fit_held=_fit_layer_weights,
+        blockwise=True,
         fitted_what=_WEIGHTS,
     ),
 )

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from tac_jax.atomic_write import write_atomic
 from tac_jax.data.pipeline import BatchIterator, eval_batches
 from tac_jax.data.vocab import Vocab, save_vocab
 from tac_jax.parallel import DATA_AXIS, abstract_sharded, make_mesh, process_info, shard_batch
@@ -221,8 +222,7 @@ def train_and_evaluate(
     setup = build_setup(config, train["image"].shape[1:], train["image"].dtype)
     if info.is_main:
         os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-            f.write(config.to_json(indent=2) + "\n")
+        write_atomic(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2) + "\n")
         if vocab is not None:
             save_vocab(vocab, os.path.join(workdir, VOCAB_FILE))
     key = jax.random.key(config.seed)
@@ -294,6 +294,5 @@ def train_and_evaluate(
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
     if info.is_main:
-        with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
-            json.dump(results, f, indent=2)
+        write_atomic(os.path.join(workdir, FINAL_METRICS), json.dumps(results, indent=2))
     return results

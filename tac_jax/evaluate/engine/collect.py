@@ -38,7 +38,6 @@ from tac_jax.model import PADDING_MASK
 from tac_jax.models import default_layers
 from tac_jax.scores.logits import ODIN_EPSILON, ODIN_TEMPERATURE, odin
 from tac_jax.scores.purview import purview_features
-from tac_jax.tapped import NET, Tapped
 from tac_jax.train.config import model_fields
 from tac_jax.train.step import as_float_images
 
@@ -75,39 +74,13 @@ def head_params(setup: Any, state: Any) -> tuple[np.ndarray, np.ndarray] | None:
     if setup.method is not None and not setup.method.has_head:
         return None
     params = base_variables(setup, state)["params"]
-    if isinstance(setup.base, Tapped):
-        # A user's model (`tac_jax.tapped.Tapped`) names its head by path, or (NNX) by
-        # call order: then the one Dense with C outputs is it.
-        head = tapped_head(params[NET], setup.base.head, int(setup.config.data.num_classes))
-    else:
-        head = params.get("head")
+    # A base may say where its head is (`tac_jax.tapped.Tapped.head_params`); ours name
+    # it "head".
+    locate = getattr(setup.base, "head_params", None)
+    head = locate(params, int(setup.config.data.num_classes)) if locate else params.get("head")
     if head is None or "kernel" not in head or "bias" not in head:
         return None
     return np.asarray(head["kernel"], np.float32), np.asarray(head["bias"], np.float32)
-
-
-def tapped_head(params: Mapping[str, Any], path: str, num_classes: int) -> Any:
-    """A wrapped model's head parameters: at ``path`` ("Block_0.Dense_1"), else the only
-    ``{"kernel" (D, C), "bias" (C,)}`` in ``params``; None if there is not one."""
-    node: Any = params
-    for key in path.split("."):
-        node = node.get(key) if isinstance(node, Mapping) else None
-    if isinstance(node, Mapping) and "kernel" in node:
-        return node
-    found = []
-
-    def visit(tree: Any) -> None:
-        if not isinstance(tree, Mapping):
-            return
-        kernel, bias = tree.get("kernel"), tree.get("bias")
-        shapes = (np.shape(kernel)[1:], np.shape(bias)) if kernel is not None else None
-        if np.ndim(kernel) == 2 and shapes == ((num_classes,), (num_classes,)):
-            found.append(tree)
-        for value in tree.values():
-            visit(value)
-
-    visit(params)
-    return found[0] if len(found) == 1 else None
 
 
 @dataclasses.dataclass

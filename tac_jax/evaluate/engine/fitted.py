@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tac_jax.atomic_write import atomic_path
 from tac_jax.evaluate.engine.registry import SCORES, with_uses
 from tac_jax.scores.entry import FitData, HeldData, Stats
 from tac_jax.scores.feature import KNN_K
@@ -161,10 +162,8 @@ def save_fitted(path: str | os.PathLike, fitted: Fitted) -> None:
     for name, stats in fitted.stats.items():
         _flatten(stats, name, arrays)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # Write then rename: a reader never sees half a cache.
-    tmp = f"{os.fspath(path)}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a reader never sees half a cache
+        np.savez(tmp, **arrays)
 
 
 def load_fitted(path: str | os.PathLike) -> Fitted:

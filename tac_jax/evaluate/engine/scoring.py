@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tac_jax.atomic_write import atomic_path
 from tac_jax.batching import batched_apply
 from tac_jax.data.arrays import load_array
 from tac_jax.evaluate.engine.collect import (
@@ -46,13 +47,11 @@ from tac_jax.evaluate.engine.registry import (
 )
 from tac_jax.run import FITTED_FILE, REPORT_DIR
 from tac_jax.scores.entry import HeldData, Options, View
-from tac_jax.scores.tac import soft_predict, tac_predict
+from tac_jax.scores.tac import batch_outputs
 
 # tac_fused's λ when a run does not say (the TAC study's choice on validation data).
 FUSE_WEIGHT = 0.25
 Log = Callable[[str], None]
-# Scores whose batch needs the code width (per-layer blocks).
-_BLOCKWISE = ("tac_weighted",)
 
 
 @functools.partial(jax.jit, static_argnames=("names", "options"))
@@ -60,14 +59,9 @@ def _score_batch(stats, codes, batch, settings, names, options):
     view = View(SCORES, batch, stats, codes, settings, options)
     out = {"prediction": view.prediction}
     if codes is not None and "activation" in batch:
-        a, k = view.activation, codes
-        if options.deepest:
-            from tac_jax.scores.tac import deepest_blocks
-
-            a = deepest_blocks(a, options.width, options.deepest)
-            k = deepest_blocks(k, options.width, options.deepest)
-        out["tac_prediction"] = tac_predict(a, k)
-        out["tac_soft_prediction"] = soft_predict(a, k)
+        tac = batch_outputs(view)  # shared with TAC's scores of this batch
+        out["tac_prediction"] = tac["tac_prediction"]
+        out["tac_soft_prediction"] = tac["tac_soft_prediction"]
     for name in names:
         out[name] = view.score(name)
     return out
@@ -92,12 +86,12 @@ def _check_fitted(names: Sequence[str], fitted: Fitted | None, code_width: int) 
     for name in names:
         for used in with_uses([name]):
             entry = SCORES[used]
-            if not entry.fitted and used not in _BLOCKWISE:
+            if not entry.fitted and not entry.blockwise:
                 continue
             if entry.fitted and fitted is None:
                 raise ValueError(f"expected fitted statistics for {name!r}, got none")
             missing = entry.fitted and used not in fitted.stats
-            if missing or (used in _BLOCKWISE and code_width < 1):
+            if missing or (entry.blockwise and code_width < 1):
                 raise ValueError(f"expected {entry.fitted_what} for {[name]}, got none")
 
 
@@ -419,7 +413,9 @@ def score_file(
     if log:
         log(f"scoring {len(images)} inputs from {input_path}")
     result = detector.score(images)
-    with open(output_path, "wb") as f:
+    # At exactly this path (a file object: np.savez adds no ".npz"), atomically: the
+    # previous file survives a failed write.
+    with atomic_path(output_path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **result)
     return result
 
