@@ -271,3 +271,21 @@ def test_cli_score_reads_tac_on_the_deepest_layers(runs, test_images, tmp_path, 
     assert main([*args, "--output", str(tmp_path / "bad.npz"), "--deepest", "3"]) != 0
     assert "expected deepest in 0..2" in capsys.readouterr().err
     assert not (tmp_path / "bad.npz").exists()
+
+
+def test_score_file_checks_its_output_before_any_work(test_images, tmp_path, capsys):
+    from tac_jax.cli import main
+
+    path = tmp_path / "x.npy"
+    np.save(path, test_images)
+    # The workdir is never read: each refusal comes first, in one line.
+    args = ["score", "--workdir", str(tmp_path / "no_run"), "--input", str(path), "--output"]
+    for output, expected in [
+        (tmp_path, "expected an output file path, got the folder"),
+        (tmp_path / "none" / "s.npz", "expected an existing folder for the output"),
+        (path, "expected an output other than the input"),
+    ]:
+        assert main([*args, str(output)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and len(err.strip().splitlines()) == 1, err
+    np.testing.assert_array_equal(np.load(path), test_images)

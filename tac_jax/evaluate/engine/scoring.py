@@ -352,6 +352,24 @@ def check_inputs(images: Any) -> np.ndarray:
     return images.astype(np.float32)
 
 
+def check_output(output_path: str | os.PathLike, input_path: str | os.PathLike) -> None:
+    """Checks, before any work, that ``output_path`` can be written and is not the input.
+
+    Raises:
+      FileNotFoundError: if its folder does not exist.
+      ValueError: if it is a folder, or the input file itself.
+    """
+    output = os.path.abspath(os.fspath(output_path))
+    if os.path.isdir(output):
+        raise ValueError(f"expected an output file path, got the folder {output_path}")
+    if not os.path.isdir(os.path.dirname(output)):
+        raise FileNotFoundError(
+            f"expected an existing folder for the output {output_path}, got no such folder"
+        )
+    if os.path.exists(output) and os.path.samefile(output, os.fspath(input_path)):
+        raise ValueError(f"expected an output other than the input, got {output_path} for both")
+
+
 def score_file(
     workdir: str | os.PathLike,
     input_path: str | os.PathLike,
@@ -399,6 +417,7 @@ def score_file(
     """
     from tac_jax.evaluate.engine.detector import Detector
 
+    check_output(output_path, input_path)
     images = check_inputs(load_array(input_path))
     detector = Detector.from_run(
         workdir,
