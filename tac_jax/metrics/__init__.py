@@ -1,9 +1,17 @@
 """Metrics over confidence scores, oriented so that higher means "more in-distribution /
 more likely correct": OOD detection, misclassification detection and selective
-classification, calibration, reject/defer value, and their uncertainty."""
+classification (with thresholds of guaranteed risk: SGR, Learn then Test), calibration, reject/defer value, and their uncertainty."""
 
 from tac_jax.metrics.bootstrap import aggregate_seeds, bootstrap_ci, bootstrap_ci_two_sample
 from tac_jax.metrics.calibration import Reliability, brier, ece, nll, reliability_bins
+from tac_jax.metrics.guarantee import (
+    ThresholdResult,
+    binomial_upper_bound,
+    hoeffding_bentkus_p_value,
+    ltt,
+    repeated_splits,
+    sgr,
+)
 from tac_jax.metrics.ood import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics, roc_curve
 from tac_jax.metrics.selective import (
     accuracy_at_coverage,
@@ -25,6 +33,7 @@ from tac_jax.metrics.value import (
 __all__ = [
     "Costs",
     "Reliability",
+    "ThresholdResult",
     "accuracy_at_coverage",
     "aggregate_seeds",
     "aupr_in",
@@ -32,6 +41,7 @@ __all__ = [
     "aurc",
     "auroc",
     "best_threshold",
+    "binomial_upper_bound",
     "bootstrap_ci",
     "bootstrap_ci_two_sample",
     "brier",
@@ -40,13 +50,17 @@ __all__ = [
     "ece",
     "fpr_at_tpr",
     "gated_policy",
+    "hoeffding_bentkus_p_value",
+    "ltt",
     "misclassification_auroc",
     "nll",
     "ood_metrics",
     "reliability_bins",
+    "repeated_splits",
     "risk_coverage_curve",
     "roc_curve",
     "selective_value",
+    "sgr",
     "value_at_threshold",
     "value_curve",
 ]
