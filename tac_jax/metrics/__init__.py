@@ -1,6 +1,7 @@
 """Metrics over confidence scores, oriented so that higher means "more in-distribution /
 more likely correct": OOD detection, misclassification detection and selective
-classification (with thresholds of guaranteed risk: SGR, Learn then Test), calibration, reject/defer value, and their uncertainty."""
+classification (with thresholds of guaranteed risk: SGR, Learn then Test), calibration,
+reject/defer value, and their uncertainty."""
 
 from tac_jax.metrics.bootstrap import aggregate_seeds, bootstrap_ci, bootstrap_ci_two_sample
 from tac_jax.metrics.calibration import Reliability, brier, ece, nll, reliability_bins
