@@ -126,12 +126,14 @@ def binomial_upper_bound(errors: int, n: int, delta: float) -> float:
     k, m = _check_counts(errors, n)
     if k.ndim or m.ndim:
         raise ValueError(f"expected scalar errors and n, got shapes {k.shape} and {m.shape}")
-    k, m = int(k), int(m)
-    if m < 1:
-        raise ValueError(f"expected n >= 1, got {m}")
-    if k == m:
-        return 1.0
-    return float(stats.beta.isf(delta, k + 1, m - k))
+    if int(m) < 1:
+        raise ValueError(f"expected n >= 1, got {int(m)}")
+    return _bound(int(k), int(m), delta)
+
+
+def _bound(k: int, n: int, delta: float) -> float:
+    # betainccinv(a, b, δ) = Beta(a, b).isf(δ), without scipy.stats' per-call overhead.
+    return 1.0 if k == n else float(special.betainccinv(k + 1, n - k, delta))
 
 
 def hoeffding_bentkus_p_value(errors: ArrayLike, n: ArrayLike, risk: float) -> np.ndarray:
@@ -176,7 +178,7 @@ class _Tails:
     """Accepted and error counts of ``score >= t`` for any calibration score ``t``."""
 
     def __init__(self, scores: np.ndarray, correct: np.ndarray):
-        order = np.argsort(scores, kind="stable")
+        order = np.argsort(scores)  # tie order is irrelevant: counts span whole groups
         self.sorted = scores[order]
         # errors_from[i]: errors among sorted positions i..m-1; errors_from[m] = 0.
         wrong = (~correct[order]).astype(np.int64)
@@ -253,7 +255,7 @@ def sgr(scores: ArrayLike, correct: ArrayLike, risk: float, delta: float) -> Thr
         z = (z_min + z_max + 1) // 2
         theta = tails.sorted[z - 1]
         (n,), (e,) = tails.counts(np.array([theta]))
-        bound = binomial_upper_bound(int(e), int(n), delta / steps)
+        bound = _bound(int(e), int(n), delta / steps)
         if bound <= r_star:
             z_max = z
             best = _result(theta, n, e, m, "sgr", bound=bound)
@@ -265,27 +267,29 @@ def sgr(scores: ArrayLike, correct: ArrayLike, risk: float, delta: float) -> Thr
 def ltt_grid(scores: ArrayLike, risk: float, delta: float, size: int = LTT_GRID) -> np.ndarray:
     """Learn-then-Test's default thresholds, highest (most conservative) first.
 
-    Quantiles of the calibration scores (observed values) at ``size`` coverages evenly
-    spaced from ``n_min / m`` to 1, where ``n_min = ⌈log δ / log(1 - r*)⌉`` is the
-    fewest accepted examples whose p-value can reach ``δ`` (none of them wrong): a
-    threshold above that can never be rejected and would stop the fixed sequence at once.
-    Empty when ``n_min > m``.
+    The ``j``-th highest calibration score for ``size`` counts ``j`` evenly spaced from
+    ``n_min`` to ``m`` (each threshold accepts at least ``j`` examples), where
+    ``n_min = ⌈log δ / log(1 - r*)⌉`` is the fewest accepted examples whose p-value can
+    reach ``δ`` (none of them wrong): a threshold above that could never be rejected and
+    would stop the fixed sequence at once. Empty when ``n_min > m``.
 
     >>> ltt_grid(np.arange(100.0), risk=0.1, delta=0.1, size=3).tolist()  # n_min = 22
-    [77.0, 38.0, 0.0]
+    [78.0, 39.0, 0.0]
     """
     s = as_scores(scores, "scores")
     alpha, delta = _check_level(risk, "risk"), _check_level(delta, "delta")
     if size < 1:
         raise ValueError(f"expected a grid size >= 1, got {size}")
+    return _grid(np.sort(s), alpha, delta, size)
+
+
+def _grid(ascending: np.ndarray, alpha: float, delta: float, size: int) -> np.ndarray:
+    m = ascending.size
     n_min = max(1, math.ceil(math.log(delta) / math.log1p(-alpha) - 1e-9))
-    if n_min > s.size:
+    if n_min > m:
         return np.empty(0)
-    coverages = np.linspace(n_min / s.size, 1.0, size)
-    levels = np.clip(1.0 - coverages, 0.0, 1.0)
-    # inverted_cdf: each threshold is an observed score, accepting >= coverage · m.
-    values = np.quantile(s, levels, method="inverted_cdf")
-    return np.unique(values)[::-1]
+    counts = np.ceil(np.linspace(n_min, m, size) - 1e-9).astype(np.int64)
+    return np.unique(ascending[m - counts])[::-1]
 
 
 def ltt(
@@ -334,13 +338,14 @@ def ltt(
     """
     s, c, alpha, delta = _calibration(scores, correct, risk, delta)
     m = s.size
+    tails = _Tails(s, c)
     if grid is None:
-        lambdas = ltt_grid(s, alpha, delta)
+        lambdas = _grid(tails.sorted, alpha, delta, LTT_GRID)
     else:
         lambdas = np.unique(as_scores(grid, "grid"))[::-1]
     if lambdas.size == 0:
         return _reject_all(m, "ltt")
-    n, e = _Tails(s, c).counts(lambdas)
+    n, e = tails.counts(lambdas)
     p = hoeffding_bentkus_p_value(e, n, alpha)
     failed = np.flatnonzero(p > delta)
     rejected = lambdas.size if failed.size == 0 else int(failed[0])
