@@ -56,7 +56,7 @@ from tac_jax.scores import (
 )
 from tac_jax.scores import tac as tac_lib
 from tac_jax.scores.entry import HeldData
-from tac_jax.scores.logits import gen
+from tac_jax.scores.logits import doctor, doctor_beta, gen, maxlogit_pnorm
 from tac_jax.scores.purview import fit_purview_detector, purview_detector_score
 from tac_jax.train.config import default_config
 from tac_jax.train.setup import build_setup
@@ -336,6 +336,7 @@ def test_compute_scores_matches_the_score_functions():
     # Two tapped layers of 4 entries; weights as if fitted on validation data.
     fitted.stats["tac_weighted"] = {"weights": np.array([0.5, 2.0], np.float32), "bias": -1.0}
     fitted.stats["tac_fused"] = {"moments": np.array([0.1, 0.5, -20.0, 4.0], np.float32)}
+    fitted.stats["maxlogit_pnorm"] = {"p": np.float32(3.0), "msp_fallback": 0}
     out = scoring.compute_scores(test, tuple(scoring.SCORES), fitted=fitted, codes=codes,
                                  code_width=4, scale=3.0, batch_size=16)  # fmt: skip
     f, z = test["penultimate"], test["logits"]
@@ -354,6 +355,9 @@ def test_compute_scores_matches_the_score_functions():
         msp=msp(z),
         gen=gen(z),
         entropy=neg_entropy(z),
+        doctor=doctor(z),
+        doctor_beta=doctor_beta(z),
+        maxlogit_pnorm=maxlogit_pnorm(z, 3.0),
         odin=test["odin"],
         mahalanobis=mahalanobis_score(fit_mahalanobis(train["penultimate"], labels, 3), f),
         mahalanobis_multi=multilayer_mahalanobis_score(
@@ -426,6 +430,7 @@ def test_fitted_statistics_round_trip_and_cache(tmp_path):
 
     fitted.stats["tac_weighted"] = {"weights": np.array([0.25, 1.5], np.float32), "bias": -0.5}
     fitted.stats["tac_fused"] = {"moments": np.array([0.1, 0.5, -20.0, 4.0], np.float32)}
+    fitted.stats["maxlogit_pnorm"] = {"p": np.float32(2.0), "msp_fallback": 0}
     meta = fitted_lib.fingerprint(7, 30, 100, 0, ["l0", "l1"], validation_examples=12)
     first = fitted_lib.fit_or_load(path, meta, fit)
     again = fitted_lib.fit_or_load(path, dict(meta), fit)
@@ -434,6 +439,9 @@ def test_fitted_statistics_round_trip_and_cache(tmp_path):
     moments = again.stats["tac_fused"]["moments"]
     np.testing.assert_array_equal(moments, np.float32([0.1, 0.5, -20.0, 4.0]))
     assert again.stats["tac_weighted"]["bias"] == -0.5
+    # MaxLogit-pNorm's fallback stays a Python int (a compile-time constant).
+    assert again.stats["maxlogit_pnorm"] == {"p": 2.0, "msp_fallback": 0}
+    assert type(again.stats["maxlogit_pnorm"]["msp_fallback"]) is int
     assert again.knn_k == fitted.knn_k == 5
     names = tuple(n for n in scoring.SCORES if n not in scoring.TAC_NAMES)
     a = scoring.compute_scores(test, names, fitted=fitted)

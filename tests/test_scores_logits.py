@@ -5,14 +5,19 @@ import pytest
 
 from tac_jax.batching import batched_apply
 from tac_jax.scores.logits import (
+    PNORM_GRID,
+    doctor,
+    doctor_beta,
     energy,
     gen,
     max_logit,
+    maxlogit_pnorm,
     msp,
     neg_entropy,
     odin,
     react_energy,
     react_threshold,
+    select_pnorm,
 )
 
 LOG2 = float(np.log(2.0))
@@ -58,9 +63,12 @@ def test_entropy_is_negated():
 
 def test_confident_scores_above_uniform():
     z = jnp.array([[8.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
-    for score in (msp, max_logit, energy, neg_entropy):
+    for score in (msp, max_logit, energy, neg_entropy, doctor, doctor_beta):
         s = np.asarray(score(z))
         assert s[0] > s[1], score.__name__
+    for p in (*PNORM_GRID, np.inf):
+        s = np.asarray(maxlogit_pnorm(z, p))
+        assert s[0] > s[1], p
     s = odin(lambda x: x, z, temperature=10.0)
     assert s[0] > s[1]
     s = react_energy(z, jnp.eye(3), jnp.zeros(3), 100.0)
@@ -124,6 +132,9 @@ def test_jit_equals_eager_and_batched_equals_one_shot():
             "entropy": neg_entropy(z),
             "odin": odin(lambda x: x @ w, f, temperature=100.0),
             "react": react_energy(f, w, b, 1.0),
+            "doctor": doctor(z),
+            "doctor_beta": doctor_beta(z),
+            "maxlogit_pnorm": maxlogit_pnorm(z, 3.0),
         }
 
     with jax.disable_jit():
@@ -161,13 +172,16 @@ def test_registry_entries_each_hold_their_score():
     from tac_jax.scores import logits as logits_lib
 
     posthoc = [n for n, e in SCORES.items() if e.family in ("logits", "feature", "gradient")]
-    assert posthoc[:11] == [
+    assert posthoc[:14] == [
         "msp",
         "max_logit",
         "energy",
         "entropy",
         "gen",
         "odin",
+        "doctor",
+        "doctor_beta",
+        "maxlogit_pnorm",
         "mahalanobis",
         "mahalanobis_multi",
         "knn",
@@ -181,8 +195,12 @@ def test_registry_entries_each_hold_their_score():
         assert entry.fitted == ("fit" in entry.needs), name
         assert set(entry.uses) <= set(SCORES), name
     assert [e.name for e in logits_lib.ENTRIES] == ["msp", "max_logit", "energy", "entropy",
-                                                    "gen", "odin"]  # fmt: skip
+                                                    "gen", "odin", "doctor", "doctor_beta",
+                                                    "maxlogit_pnorm"]  # fmt: skip
     assert SCORES["odin"].pass_name == "odin" and SCORES["odin"].needs == ("input",)
+    pnorm = SCORES["maxlogit_pnorm"]
+    assert pnorm.needs == ("fit", "validation") and pnorm.fit_held is not None
+    assert pnorm.fit is None and SCORES["doctor"].needs == ()
 
 
 def test_gen_by_hand():
@@ -198,3 +216,150 @@ def test_gen_by_hand():
     np.testing.assert_allclose(gen(z, top=2)[0], by_hand(p[:1, :2], 0.1)[0], rtol=1e-5)
     with pytest.raises(ValueError, match="expected a positive gamma"):
         gen(z, gamma=0.0)
+
+
+def _softmax64(z):
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_doctor_by_hand():
+    # softmax([log 2, 0, 0]) = [1/2, 1/4, 1/4]: Σ p² = 3/8, D_α = (5/8)/(3/8), D_β = 1.
+    z = jnp.array([[LOG2, 0.0, 0.0]])
+    np.testing.assert_allclose(doctor(z), [-5 / 3], rtol=1e-6)
+    np.testing.assert_allclose(doctor_beta(z), [-1.0], rtol=1e-6)
+    # Uniform: D_α = D_β = C − 1; one-hot: 0.
+    np.testing.assert_allclose(doctor(jnp.zeros((1, 5))), [-4.0], rtol=1e-6)
+    np.testing.assert_allclose(doctor_beta(jnp.zeros((1, 5))), [-4.0], rtol=1e-6)
+    np.testing.assert_allclose(doctor(jnp.array([[1e4, 0.0]])), [0.0], atol=1e-12)
+    z = _logits(n=20, c=6)
+    p = _softmax64(z)
+    gini = np.sum(p**2, axis=-1)
+    np.testing.assert_allclose(doctor(z), -(1 - gini) / gini, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(doctor_beta(z), -(1 - p.max(-1)) / p.max(-1), rtol=1e-4, atol=1e-6)
+    # Ranks as Σ p² (D_α) and as the MSP (D_β) do.
+    assert (np.argsort(np.asarray(doctor(z))) == np.argsort(gini)).all()
+    assert (np.argsort(np.asarray(doctor_beta(z))) == np.argsort(p.max(-1))).all()
+
+
+def test_doctor_keeps_saturated_predictions_apart():
+    # Both MSPs round to 1 in float32; 1 − p_ŷ is summed from the other classes instead.
+    z = jnp.array([[30.0, 0.0, 0.0], [40.0, 0.0, 0.0]])
+    assert msp(z)[0] == msp(z)[1] == 1.0
+    for score in (doctor, doctor_beta):
+        s = np.asarray(score(z), np.float64)
+        assert s[0] < s[1] < 0, score.__name__
+    np.testing.assert_allclose(doctor_beta(z), -2 * np.exp([-30.0, -40.0]), rtol=1e-5)
+
+
+def _pnorm64(z, p):
+    c = np.asarray(z, np.float64)
+    c = c - c.mean(-1, keepdims=True)
+    norm = 1.0 if p == 0 else np.linalg.norm(c, ord=p, axis=-1)
+    return c.max(-1) / norm
+
+
+def test_maxlogit_pnorm_by_hand():
+    # Centred [3, 0, 0] is (2, −1, −1): ‖·‖₁ = 4, ‖·‖₂ = √6, ‖·‖₃ = 10^⅓, ‖·‖∞ = 2.
+    z = jnp.array([[3.0, 0.0, 0.0]])
+    expected = {0.0: 2.0, 1.0: 0.5, 2.0: 2 / np.sqrt(6), 3.0: 2 / 10 ** (1 / 3), np.inf: 1.0}
+    for p, value in expected.items():
+        np.testing.assert_allclose(maxlogit_pnorm(z, p), [value], rtol=1e-6, err_msg=str(p))
+    # Equal logits: 0, not nan.
+    np.testing.assert_allclose(maxlogit_pnorm(jnp.ones((2, 4)), 2.0), [0.0, 0.0])
+    np.testing.assert_allclose(maxlogit_pnorm(jnp.ones((1, 4)), 0.0), [0.0])
+    z = _logits(n=15, c=7)
+    for p in (*PNORM_GRID, np.inf):
+        np.testing.assert_allclose(maxlogit_pnorm(z, p), _pnorm64(z, p), rtol=1e-5, err_msg=str(p))
+        if p:  # scale-free, and no overflow of |z|^9 at logits of 10⁴
+            np.testing.assert_allclose(
+                maxlogit_pnorm(z * 1e4, p), _pnorm64(z, p), rtol=1e-5, err_msg=str(p)
+            )
+    # p traced: one compilation serves every order.
+    traced = jax.jit(lambda z, p: maxlogit_pnorm(z, p))
+    for p in (0.0, 2.0, np.inf):
+        np.testing.assert_allclose(traced(z, jnp.float32(p)), _pnorm64(z, p), rtol=1e-5)
+
+
+# Four held-out predictions (two right, two wrong) that only p = 2 separates: the
+# right ones above both wrong ones, at a margin of 0.008 (p = 1 puts the last wrong one,
+# p ≥ 3 the first wrong one above the first right one; MSP and p = 0 also fail).
+_ONLY_P2 = np.array(
+    [
+        [-3.0, -1.0, 1.0, -5.0],
+        [2.0, -5.0, -3.0, -4.0],
+        [-1.0, 1.0, -6.0, 5.0],
+        [-3.0, 6.0, -5.0, 3.0],
+    ],
+    np.float32,
+)
+_ONLY_P2_CORRECT = np.array([True, True, False, False])
+
+
+def test_select_pnorm_picks_the_order_that_separates():
+    from tac_jax.metrics import aurc, e_aurc
+
+    z, correct = _ONLY_P2, _ONLY_P2_CORRECT
+    for p in (*PNORM_GRID, "msp"):
+        s = np.asarray(msp(z) if p == "msp" else maxlogit_pnorm(z, p))
+        assert (s[correct].min() > s[~correct].max()) == (p == 2.0), p
+    assert select_pnorm(z, correct) == (2.0, False)
+    assert e_aurc(np.asarray(maxlogit_pnorm(z, 2.0)), correct) == pytest.approx(0.0, abs=1e-12)
+    # On random data: the order of least AURC, the first one on a tie.
+    rng = np.random.default_rng(3)
+    z = (rng.normal(size=(300, 5)) * rng.gamma(2.0, 2.0, size=(300, 1))).astype(np.float32)
+    correct = rng.random(300) < 0.7
+    areas = [aurc(_pnorm64(z, p), correct) for p in PNORM_GRID]
+    chosen, use_msp = select_pnorm(z, correct, msp_fallback=False)
+    assert not use_msp and chosen == PNORM_GRID[int(np.argmin(areas))]
+
+
+def test_select_pnorm_falls_back_to_msp():
+    # The right prediction has the larger logits, the wrong one the larger normalised
+    # margin: MSP and p = 0 rank them right, every p ≥ 1 wrong; the tie goes to MSP.
+    z = np.array([[30.0, 27.0, 0.0], [2.0, 0.0, 0.0]], np.float32)
+    correct = np.array([True, False])
+    assert select_pnorm(z, correct) == (0.0, True)
+    assert select_pnorm(z, correct, msp_fallback=False) == (0.0, False)
+    assert select_pnorm(z, correct, grid=(2.0, 1.0), msp_fallback=False) == (2.0, False)
+
+
+def test_select_pnorm_needs_errors_and_the_engine_leaves_the_score_out():
+    from tac_jax.evaluate.engine import fitted as fitted_lib
+    from tac_jax.evaluate.engine.registry import SCORES
+    from tac_jax.evaluate.engine.scoring import compute_scores, drop_unfitted
+    from tac_jax.scores.entry import HeldData
+
+    z = _logits(n=12, c=3)
+    labels = z.argmax(1)
+    with pytest.raises(ValueError, match="both errors and correct predictions.*every one correct"):
+        select_pnorm(z, labels == labels)
+    with pytest.raises(ValueError, match="every one wrong"):
+        select_pnorm(z, labels != labels)
+    with pytest.raises(ValueError, match=r"expected \(N, C\) held-out logits"):
+        select_pnorm(z[0], labels)
+    with pytest.raises(ValueError, match="at least one order"):
+        select_pnorm(z, labels == 0, grid=())
+    # A validation split without errors: the fit is recorded as failed, the score left
+    # out of the default set and refused by name.
+    fitted = fitted_lib.Fitted()
+    fitted_lib.fit_held_out(fitted, ["maxlogit_pnorm", "msp"], HeldData({"logits": z}, labels,
+                            None, 0, lambda wanted: {}))  # fmt: skip
+    assert "maxlogit_pnorm" in fitted.failed and "maxlogit_pnorm" not in fitted.stats
+    assert drop_unfitted(("msp", "maxlogit_pnorm"), None, fitted) == ("msp",)
+    with pytest.raises(ValueError, match="MaxLogit-pNorm's order p .*every one correct"):
+        drop_unfitted(("maxlogit_pnorm",), ["maxlogit_pnorm"], fitted)
+    # With errors: the fitted p, then the score through the engine.
+    held = HeldData({"logits": _ONLY_P2}, np.where(_ONLY_P2_CORRECT, _ONLY_P2.argmax(1), -1),
+                    None, 0, lambda wanted: {})  # fmt: skip
+    stats = SCORES["maxlogit_pnorm"].fit_held(held)
+    assert stats == {"p": 2.0, "msp_fallback": 0} and stats["p"].dtype == np.float32
+    fitted.stats["maxlogit_pnorm"] = stats
+    test = {"logits": _logits(n=9, c=4)}
+    out = compute_scores(test, ["maxlogit_pnorm", "doctor"], fitted=fitted, batch_size=4)
+    np.testing.assert_allclose(out["maxlogit_pnorm"], _pnorm64(test["logits"], 2), rtol=1e-5)
+    np.testing.assert_allclose(out["doctor"], doctor(test["logits"]), rtol=1e-6)
+    fitted.stats["maxlogit_pnorm"] = {"p": np.float32(2.0), "msp_fallback": 1}
+    out = compute_scores(test, ["maxlogit_pnorm"], fitted=fitted, batch_size=4)
+    np.testing.assert_allclose(out["maxlogit_pnorm"], msp(test["logits"]), rtol=1e-6)

@@ -1,8 +1,10 @@
 """Confidence scores read from a classifier's logits (higher = more in-distribution).
 
-MSP, max logit, energy, predictive entropy, ODIN (temperature and input perturbation)
-and ReAct (clipped penultimate activations, then energy). Every function is pure and
-jittable; each returns a ``(B,)`` float32 score.
+MSP, max logit, energy, predictive entropy, GEN, ODIN (temperature and input
+perturbation), ReAct (clipped penultimate activations, then energy), DOCTOR and
+MaxLogit-pNorm (misclassification scores; pNorm's ``p`` is chosen on held-out data by
+`select_pnorm`). Every score function is pure and jittable; each returns a ``(B,)``
+float32 score.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from tac_jax.scores.entry import Score
+from tac_jax.metrics.selective import aurc
+from tac_jax.scores.entry import HeldData, Score, Stats
 
 # ODIN's settings (Liang et al., 2018), in the units the model takes: images in [0, 1].
 ODIN_TEMPERATURE = 1000.0
 ODIN_EPSILON = 0.0014
+# MaxLogit-pNorm's grid (Cattelan & Silva, UAI 2024; their code's ``torch.arange(10)``):
+# p = 0 stands for no normalisation, the centred max logit itself.
+PNORM_GRID = tuple(float(p) for p in range(10))
 
 
 def check_logits(logits: jax.Array, name: str = "logits") -> jax.Array:
@@ -212,6 +219,154 @@ def react_threshold(train_features: jax.Array, percentile: float = 90.0) -> jax.
     return jnp.percentile(f.reshape(-1), percentile)
 
 
+def _softmax_and_rest(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``softmax(z)``, the predicted class as a ``(B, C)`` mask, and ``1 − p_ŷ`` as the
+    sum of the other classes' probabilities (by subtraction it would be 0 wherever
+    ``p_ŷ`` rounds to 1 in float32)."""
+    p = jax.nn.softmax(z, axis=-1)
+    top = jax.nn.one_hot(jnp.argmax(z, axis=-1), z.shape[-1], dtype=bool)
+    return p, top, jnp.sum(jnp.where(top, 0.0, p), axis=-1)
+
+
+@jax.jit
+def doctor(logits: jax.Array) -> jax.Array:
+    """DOCTOR's ``−D_α`` (Granese et al., NeurIPS 2021): ``D_α = (1 − Σ_c p_c²) / Σ_c p_c²``.
+
+    ``Σ_c p_c²`` is the probability that two draws from the softmax agree; DOCTOR
+    rejects when ``D_α`` is large. This is the black-box form (temperature 1, no input
+    perturbation). ``1 − Σ p_c² = Σ_c p_c (1 − p_c)``, with ``1 − p_ŷ`` summed from the
+    other classes, so confident predictions whose largest probability rounds to 1 in
+    float32 still rank apart.
+
+    Args:
+      logits: ``(B, C)`` logits.
+
+    Returns:
+      ``(B,)`` scores in ``[−(C − 1), 0]``: ``−(C − 1)`` at a uniform softmax, 0 at a
+      one-hot one.
+
+    >>> s = doctor(jnp.array([[0.0, 0.0], [jnp.log(3.0), 0.0]]))  # p = (¾, ¼): −⅜/⅝
+    >>> [round(x, 4) for x in s.tolist()]
+    [-1.0, -0.6]
+    """
+    p, top, rest = _softmax_and_rest(check_logits(logits))
+    complement = jnp.where(top, rest[:, None], 1.0 - p)
+    gini = jnp.sum(p * complement, axis=-1)
+    return -gini / jnp.sum(p * p, axis=-1)
+
+
+@jax.jit
+def doctor_beta(logits: jax.Array) -> jax.Array:
+    """DOCTOR's ``−D_β`` (Granese et al., NeurIPS 2021): ``D_β = (1 − p_ŷ) / p_ŷ``.
+
+    A monotone function of the MSP, so it ranks as `msp` does, except that ``1 − p_ŷ``
+    is summed from the other classes and keeps apart the confident predictions whose
+    MSP rounds to 1 in float32.
+
+    Args:
+      logits: ``(B, C)`` logits.
+
+    Returns:
+      ``(B,)`` scores in ``[−(C − 1), 0]``.
+
+    >>> s = doctor_beta(jnp.array([[0.0, 0.0], [jnp.log(3.0), 0.0]]))  # −¼/¾
+    >>> [round(x, 4) for x in s.tolist()]
+    [-1.0, -0.3333]
+    """
+    p, _, rest = _softmax_and_rest(check_logits(logits))
+    return -rest / jnp.max(p, axis=-1)
+
+
+@jax.jit
+def maxlogit_pnorm(logits: jax.Array, p: float | jax.Array) -> jax.Array:
+    """MaxLogit-pNorm (Cattelan & Silva, UAI 2024): ``max_c (z_c − z̄) / ‖z − z̄‖_p``.
+
+    The logits are centred on their mean ``z̄``, then divided by their ``p``-norm, which
+    takes away the overall scale a network may grow without growing more right.
+
+    Args:
+      logits: ``(B, C)`` logits.
+      p: the norm's order, ``p ≥ 1``, ``inf`` (the largest ``|z_c − z̄|``) or ``0``: no
+        normalisation (the centred max logit). May be traced.
+
+    Returns:
+      ``(B,)`` scores; 0 where every logit is equal.
+
+    >>> z = jnp.array([[3.0, 0.0, 0.0]])  # centred: (2, −1, −1)
+    >>> [round(float(maxlogit_pnorm(z, p)[0]), 4) for p in (0.0, 1.0, 2.0, jnp.inf)]
+    [2.0, 0.5, 0.8165, 1.0]
+    """
+    z = check_logits(logits)
+    centred = z - jnp.mean(z, axis=-1, keepdims=True)
+    largest = jnp.max(jnp.abs(centred), axis=-1)
+    # ‖x‖_p = m·‖x/m‖_p with m = max|x|: no overflow of |x|^p for large p.
+    scale = jnp.where(largest > 0, largest, 1.0)
+    p = jnp.asarray(p, jnp.float32)
+    order = jnp.where((p > 0) & jnp.isfinite(p), p, 1.0)
+    ratio = jnp.abs(centred) / scale[:, None]
+    norm = scale * jnp.sum(ratio**order, axis=-1) ** (1.0 / order)
+    norm = jnp.where(p == 0, 1.0, jnp.where(jnp.isinf(p), scale, norm))
+    return jnp.where(largest > 0, jnp.max(centred, axis=-1) / norm, 0.0)
+
+
+def select_pnorm(
+    logits: np.ndarray,
+    correct: np.ndarray,
+    grid: tuple[float, ...] = PNORM_GRID,
+    msp_fallback: bool = True,
+) -> tuple[float, bool]:
+    """MaxLogit-pNorm's ``p``: the one of ``grid`` with the lowest AURC on held-out data.
+
+    Cattelan & Silva choose ``p`` by AURC on a held-out tuning split, grid
+    ``p ∈ {0, …, 9}`` (0: no normalisation), and fall back to the MSP when it has the
+    lower AURC there (their code's default). AURC here is `tac_jax.metrics.aurc`, ties
+    in expectation; a tie between candidates goes to the MSP, then to the earlier ``p``.
+
+    Args:
+      logits: ``(N, C)`` held-out logits.
+      correct: ``(N,)`` whether each prediction (``argmax``) was right.
+      grid: the candidate orders.
+      msp_fallback: whether the MSP competes.
+
+    Returns:
+      ``(p, use_msp)``: the chosen order, and whether the MSP beat every order.
+
+    Raises:
+      ValueError: on mismatched shapes, an empty grid, or held-out data with no error or
+        no correct prediction (every order has the same AURC: nothing to choose by).
+
+    Below, the wrong second prediction has the larger MSP (its logits are larger) but
+    the smaller normalised margin for every ``p ≥ 1``; ``p = 1`` is the first order that
+    ranks it last:
+
+    >>> select_pnorm(np.array([[2.0, 0.0, 0.0], [30.0, 27.0, 0.0]]), np.array([True, False]))
+    (1.0, False)
+    """
+    z = np.asarray(logits, np.float32)
+    c = np.asarray(correct, bool)
+    if z.ndim != 2 or c.shape != (len(z),) or not len(z):
+        raise ValueError(
+            f"expected (N, C) held-out logits and N correctness flags, got shapes {z.shape} "
+            f"and {c.shape}"
+        )
+    if not grid:
+        raise ValueError("expected at least one order p in the grid, got none")
+    if c.all() or not c.any():
+        kind = "correct" if c.all() else "wrong"
+        raise ValueError(
+            "expected held-out data with both errors and correct predictions to choose "
+            f"MaxLogit-pNorm's p, got every one {kind}"
+        )
+    best, best_p, use_msp = np.inf, float(grid[0]), False
+    if msp_fallback:
+        best, use_msp = aurc(np.asarray(msp(z)), c), True
+    for p in grid:
+        area = aurc(np.asarray(maxlogit_pnorm(z, float(p))), c)
+        if area < best:
+            best, best_p, use_msp = area, float(p), False
+    return best_p, use_msp
+
+
 def check_features(features: jax.Array, name: str = "features") -> jax.Array:
     """``features`` as float32, after checking that it is ``(batch, dim)``."""
     if jnp.ndim(features) != 2:
@@ -234,6 +389,21 @@ def check_head(
 
 
 # -- The registry's entries (`tac_jax.scores.entry`) -----------------------------------
+
+
+def _fit_pnorm(data: HeldData) -> Stats:
+    logits = np.asarray(data.outputs["logits"], np.float32)
+    p, use_msp = select_pnorm(logits, np.argmax(logits, axis=-1) == np.asarray(data.labels))
+    # The fallback is a Python int: a compile-time constant, so only one branch is traced.
+    return {"p": np.float32(p), "msp_fallback": int(use_msp)}
+
+
+def _pnorm(v) -> jax.Array:
+    stats = v.stats("maxlogit_pnorm")
+    if stats["msp_fallback"]:
+        return msp(v.logits)
+    return maxlogit_pnorm(v.logits, stats["p"])
+
 
 ENTRIES = (
     Score("msp", "logits", "max_c softmax(z)_c", lambda v: msp(v.logits)),
@@ -260,5 +430,26 @@ ENTRIES = (
         lambda v: v.output("odin"),
         needs=("input",),
         pass_name="odin",
+    ),
+    Score(
+        "doctor", "logits",
+        "−(1 − Σ_c p_c²)/Σ_c p_c² (DOCTOR's −D_α, temperature 1, no input perturbation)",
+        lambda v: doctor(v.logits),
+    ),
+    Score(
+        "doctor_beta", "logits",
+        "−(1 − p_ŷ)/p_ŷ (DOCTOR's −D_β: ranks as MSP, 1 − p_ŷ summed from the other "
+        "classes so that an MSP rounding to 1 still ranks)",
+        lambda v: doctor_beta(v.logits),
+    ),
+    Score(
+        "maxlogit_pnorm", "logits",
+        "max_c (z_c − z̄)/‖z − z̄‖_p with p ∈ {0 (no normalisation), 1, …, 9} of least AURC "
+        "on the validation split, or the MSP if its validation AURC is no higher "
+        "(MaxLogit-pNorm with its authors' fallback)",
+        _pnorm,
+        needs=("fit", "validation"),
+        fit_held=_fit_pnorm,
+        fitted_what="MaxLogit-pNorm's order p (chosen on a validation split with errors)",
     ),
 )  # fmt: skip
