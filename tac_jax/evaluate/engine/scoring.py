@@ -34,6 +34,7 @@ from tac_jax.evaluate.engine.fitted import (
     fit_or_load,
     fit_statistics,
     subset_indices,
+    variables_hash,
 )
 from tac_jax.evaluate.engine.registry import (
     SCORES,
@@ -269,8 +270,9 @@ def fitted_for_run(
     log: Log | None = None,
 ) -> Fitted:
     """The statistics of the fitted scores among ``names``, from
-    ``WORKDIR/report/fitted.npz`` when it matches (same checkpoint step, subset, layers
-    and validation size, and it holds them all), else fitted on (a subset of) ``train``
+    ``WORKDIR/report/fitted.npz`` when it matches (the same variables, by content, and
+    checkpoint step, subset, layers and validation size, and it holds them all), else
+    fitted on (a subset of) ``train``
     and, for the scores fitted on held-out data, on all of ``validation``.
 
     Args:
@@ -294,8 +296,9 @@ def fitted_for_run(
         validation = None
     num_val = 0 if validation is None else len(validation["label"])
     meta = fingerprint(
-        step, len(index), max_fit, seed if n > max_fit else 0, forward.layers, num_val
-    )
+        step, len(index), max_fit, seed if n > max_fit else 0, forward.layers, num_val,
+        weights=variables_hash(forward.variables),
+    )  # fmt: skip
     meta["train_examples"] = int(n)
 
     train_names = [u for u in with_uses(names) if SCORES[u].fit is not None]
