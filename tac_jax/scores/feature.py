@@ -1,7 +1,8 @@
 """Feature-space scores fitted on in-distribution training features.
 
-Mahalanobis (one layer, and summed over several), KNN and ViM; higher = more
-in-distribution for every score. Fitting is a pure function from training features to
+Mahalanobis (one layer, and summed over several), KNN, ViM, RMDS (Mahalanobis relative
+to one class-agnostic Gaussian) and Mahalanobis++ (on L2-normalised features); higher =
+more in-distribution for every score. Fitting is a pure function from training features to
 a pytree of statistics; it runs on device in fixed-size batches (the last one padded
 and masked, so each jitted update compiles once) and keeps only ``O(D²)`` or ``O(ND)``
 state, never an ``N × N`` matrix. Scoring functions are jittable.
@@ -636,10 +637,126 @@ def vim_score(stats: ViMStats, features: jax.Array, logits: jax.Array) -> jax.Ar
     return jax.nn.logsumexp(z, axis=-1) - stats.alpha * residual
 
 
+# -- RMDS and Mahalanobis++ --------------------------------------------------------------
+
+
+def fit_background(features: jax.Array, *, batch_size: int | None = None) -> MahalanobisStats:
+    """RMDS's background Gaussian: one mean and covariance for every training feature,
+    whatever its class (`fit_mahalanobis` with a single class).
+
+    Args:
+      features: ``(N, D)`` training features.
+      batch_size: rows per device update.
+
+    Returns:
+      `MahalanobisStats` of one class.
+
+    >>> fit_background(jnp.array([[0.0], [2.0], [10.0], [12.0]])).means.tolist()
+    [[6.0]]
+    """
+    if np.ndim(features) != 2:
+        raise ValueError(
+            f"expected features of rank 2 (batch, dim), got shape {np.shape(features)}"
+        )
+    labels = np.zeros(np.shape(features)[0], np.int32)
+    return fit_mahalanobis(features, labels, 1, batch_size=batch_size)
+
+
+@jax.jit
+def rmds_score(
+    stats: MahalanobisStats, background: MahalanobisStats, features: jax.Array
+) -> jax.Array:
+    """Relative Mahalanobis distance (Ren et al., 2021): ``−min_k [MD_k(f) − MD_0(f)]``.
+
+    ``MD_k`` is the squared Mahalanobis distance to class ``k`` (class means, shared
+    covariance) and ``MD_0`` the one to the background Gaussian of all training
+    features. ``MD_0`` does not depend on ``k``, so this is the Mahalanobis score plus
+    ``MD_0``: far from the bulk of the training data is forgiven, far from every class
+    relative to that bulk is not.
+
+    Args:
+      stats: the class Gaussians, from `fit_mahalanobis`.
+      background: from `fit_background`.
+      features: ``(B, D)`` features.
+
+    Returns:
+      ``(B,)`` scores.
+
+    >>> classes = MahalanobisStats(jnp.array([[0.0], [4.0]]), jnp.array([[0.25]]), jnp.ones(2))
+    >>> background = MahalanobisStats(jnp.array([[2.0]]), jnp.array([[0.125]]), jnp.ones(1))
+    >>> rmds_score(classes, background, jnp.array([[1.0], [6.0]])).tolist()
+    [-0.125, 1.0]
+    """
+    class_distances = mahalanobis_distances(stats, features)
+    background_distance = mahalanobis_distances(background, features)[:, 0]
+    return background_distance - jnp.min(class_distances, axis=-1)
+
+
+def fit_mahalanobis_pp(
+    features: jax.Array,
+    labels: jax.Array,
+    num_classes: int,
+    *,
+    batch_size: int | None = None,
+) -> MahalanobisStats:
+    """Mahalanobis++ (Mueller & Hein, 2025): `fit_mahalanobis` on L2-normalised features.
+
+    Each device batch is normalised on its way in, so no normalised copy of the
+    training features is made.
+
+    Args:
+      features: ``(N, D)`` training features.
+      labels: ``(N,)`` integer labels in ``[0, num_classes)``.
+      num_classes: ``C``.
+      batch_size: rows per device update (default: 2048).
+
+    Returns:
+      `MahalanobisStats` of ``f / ‖f‖``.
+
+    >>> stats = fit_mahalanobis_pp(jnp.array([[2.0, 0.0], [0.0, 5.0]]), jnp.array([0, 1]), 2)
+    >>> stats.means.tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    f = np.asarray(features)
+    if f.ndim != 2 or f.shape[0] == 0:
+        raise ValueError(f"expected features of shape (N >= 1, dim), got shape {f.shape}")
+    _check_pair(f, labels)
+    y = np.asarray(labels)
+    size = batch_size or min(_DEFAULT_BATCH, f.shape[0])
+    if size < 1:
+        raise ValueError(f"expected a positive batch size, got {size}")
+    normalise = jax.jit(l2_normalise)
+    parts = ((normalise(f[i : i + size]), y[i : i + size]) for i in range(0, f.shape[0], size))
+    return fit_mahalanobis(parts, None, num_classes, batch_size=size)
+
+
+@jax.jit
+def mahalanobis_pp_score(stats: MahalanobisStats, features: jax.Array) -> jax.Array:
+    """Mahalanobis++: `mahalanobis_score` of the L2-normalised features ``f / ‖f‖``.
+
+    Normalising removes the feature norm, which varies strongly across inputs and
+    breaks the shared-covariance Gaussian the Mahalanobis distance assumes.
+
+    Args:
+      stats: from `fit_mahalanobis_pp`.
+      features: ``(B, D)`` features (normalised here).
+
+    Returns:
+      ``(B,)`` scores, 0 at a normalised class mean.
+
+    >>> stats = MahalanobisStats(jnp.zeros((1, 2)), jnp.diag(jnp.array([4.0, 1.0])), jnp.ones(1))
+    >>> mahalanobis_pp_score(stats, jnp.array([[5.0, 0.0], [0.0, 2.0]])).tolist()
+    [-4.0, -1.0]
+    """
+    return mahalanobis_score(stats, l2_normalise(check_features(features)))
+
+
 # -- The registry's entries (`tac_jax.scores.entry`) -----------------------------------
 
 
-def _train_features(data: FitData) -> np.ndarray:
+def fit_features(data: FitData) -> np.ndarray:
+    """The ``(N, D)`` penultimate training features a fit reads, as float32, checked
+    against the labels."""
     f = np.asarray(data.outputs["penultimate"], np.float32)
     if f.ndim != 2 or len(f) != len(data.labels) or len(f) == 0:
         raise ValueError(
@@ -650,7 +767,7 @@ def _train_features(data: FitData) -> np.ndarray:
 
 
 def _fit_mahalanobis(data: FitData) -> Stats:
-    return as_stats(fit_mahalanobis(_train_features(data), data.labels, data.num_classes))
+    return as_stats(fit_mahalanobis(fit_features(data), data.labels, data.num_classes))
 
 
 def _fit_multilayer(data: FitData) -> Stats:
@@ -665,7 +782,7 @@ def _multilayer(v) -> jax.Array:
 
 
 def _fit_knn(data: FitData) -> Stats:
-    f = _train_features(data)
+    f = fit_features(data)
     stats = as_stats(fit_knn(f))
     stats["k"] = int(min(data.knn_k, len(f)))
     return stats
@@ -680,7 +797,7 @@ def _fit_react(data: FitData) -> Stats | None:
     if data.head is None:
         return None
     kernel, bias = data.head
-    threshold = react_threshold(_train_features(data), REACT_PERCENTILE)
+    threshold = react_threshold(fit_features(data), REACT_PERCENTILE)
     return {"threshold": np.float32(threshold), "kernel": kernel, "bias": bias}
 
 
@@ -690,10 +807,24 @@ def _react(v) -> jax.Array:
 
 
 def _fit_vim(data: FitData) -> Stats | None:
-    f = _train_features(data)
+    f = fit_features(data)
     if data.head is None or f.shape[1] < 2:
         return None
     return as_stats(fit_vim(f, *data.head, vim_default_dim(f.shape[1]) or 1))
+
+
+def _fit_rmds(data: FitData) -> Stats:
+    # The class Gaussians are mahalanobis's (``uses``); only the background is new.
+    return as_stats(fit_background(fit_features(data)))
+
+
+def _rmds(v) -> jax.Array:
+    stats = MahalanobisStats(**v.stats("mahalanobis"))
+    return rmds_score(stats, MahalanobisStats(**v.stats("rmds")), v.features)
+
+
+def _fit_mahalanobis_pp(data: FitData) -> Stats:
+    return as_stats(fit_mahalanobis_pp(fit_features(data), data.labels, data.num_classes))
 
 
 ENTRIES = (
@@ -738,5 +869,25 @@ ENTRIES = (
         lambda v: vim_score(ViMStats(**v.stats("vim")), v.features, v.logits),
         needs=("fit", "features", "head"),
         fit=_fit_vim,
+    ),
+    Score(
+        "rmds",
+        "feature",
+        "−min_k [MD_k(f) − MD_0(f)]: the squared Mahalanobis distance to the closest "
+        "class (mahalanobis's Gaussians) relative to MD_0, the one to a single Gaussian "
+        "fitted to all training features regardless of class (RMDS)",
+        _rmds,
+        needs=("fit", "features"),
+        fit=_fit_rmds,
+        uses=("mahalanobis",),
+    ),
+    Score(
+        "mahalanobis_pp",
+        "feature",
+        "−min_c (f̂ − μ_c)ᵀ Σ⁻¹ (f̂ − μ_c) on the L2-normalised f̂ = f/‖f‖; class means "
+        "and shared covariance fitted on normalised training features (Mahalanobis++)",
+        lambda v: mahalanobis_pp_score(MahalanobisStats(**v.stats("mahalanobis_pp")), v.features),
+        needs=("fit", "features"),
+        fit=_fit_mahalanobis_pp,
     ),
 )

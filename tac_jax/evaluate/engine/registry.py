@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tac_jax.evaluate.engine.collect import head_params, supported_passes
-from tac_jax.scores import feature, gradient, logits, methods, purview, tac
+from tac_jax.scores import boundary, feature, gradient, logits, methods, purview, shaping, tac
 from tac_jax.scores.entry import Score
 
 # What a report reads of an entry (its family and formula); the entry itself.
@@ -26,7 +26,7 @@ ScoreInfo = Score
 
 SCORES: dict[str, Score] = {
     entry.name: entry
-    for module in (tac, logits, feature, gradient, purview, methods)
+    for module in (tac, logits, feature, boundary, shaping, gradient, purview, methods)
     for entry in module.ENTRIES
 }
 TAC_NAMES = tuple(name for name, info in SCORES.items() if "tac" in info.needs)
