@@ -185,15 +185,41 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_score(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    """Per-example scores of an array file, written as an .npz."""
-    from tac_jax.evaluate import score_file
+    """Per-example scores of an array file, written as an .npz; with ``--risk``, also
+    which inputs to accept at that guaranteed selective risk."""
+    if args.risk is None:
+        given = [f for f, v in (("--delta", args.delta), ("--guarantee", args.guarantee),
+                                ("--accept-score", args.accept_score)) if v is not None]  # fmt: skip
+        if given:
+            raise ValueError(f"expected --risk with {', '.join(given)}, got no --risk")
+        from tac_jax.evaluate import score_file
 
-    out = score_file(
-        args.workdir, args.input, args.output, batch_size=args.batch_size, scores=args.scores,
-        deepest=args.deepest,
-    )  # fmt: skip
+        out = score_file(
+            args.workdir, args.input, args.output, batch_size=args.batch_size,
+            scores=args.scores, deepest=args.deepest,
+        )  # fmt: skip
+    else:
+        from tac_jax.evaluate.engine.detector import score_and_accept
+
+        out = score_and_accept(
+            args.workdir, args.input, args.output, risk=args.risk,
+            delta=DEFAULT_DELTA if args.delta is None else args.delta,
+            method=args.guarantee or "sgr", accept_score=args.accept_score,
+            batch_size=args.batch_size, scores=args.scores, deepest=args.deepest,
+        )  # fmt: skip
+        print(
+            f"accepted {int(out['accept'].sum())} of {out['accept'].size} inputs by "
+            f"{out['accept_score']} >= {float(out['accept_threshold']):g} "
+            f"({out['accept_method']}, r*={float(out['accept_risk']):g}, "
+            f"delta={float(out['accept_delta']):g}; validation coverage "
+            f"{float(out['accept_coverage']):.3f})"
+        )
     print(f"wrote {args.output}: {', '.join(sorted(out))}")
     return 0
+
+
+# --delta's default: the guarantee holds with probability 0.9.
+DEFAULT_DELTA = 0.1
 
 
 def add_score_parser(sub: argparse._SubParsersAction) -> None:
@@ -207,6 +233,27 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
         "--scores", type=_names, help="comma-separated score names (default: every one)"
     )
     _add_deepest_arg(parser)
+    group = parser.add_argument_group(
+        "accept/reject at a guaranteed risk (needs a run with a validation split)",
+        "a threshold on one score, calibrated on the run's validation split, such that the "
+        "base head's error rate among the accepted inputs is at most R with probability "
+        "1 - D; the .npz also holds accept (score >= accept_threshold; +inf rejects all), "
+        "accept_score, accept_threshold, accept_risk, accept_delta, accept_method, "
+        "accept_coverage, accept_calibration_risk, accept_calibration_size",
+    )
+    group.add_argument("--risk", type=float, metavar="R", help="target selective risk in (0, 1)")
+    group.add_argument(
+        "--delta", type=float, metavar="D", help=f"in (0, 1) (default {DEFAULT_DELTA})"
+    )
+    group.add_argument(
+        "--guarantee", choices=("sgr", "ltt"),
+        help="sgr: Geifman & El-Yaniv's binary search with a binomial bound (default); "
+        "ltt: Learn then Test, fixed-sequence Hoeffding-Bentkus tests",
+    )  # fmt: skip
+    group.add_argument(
+        "--accept-score", metavar="NAME",
+        help="the score thresholded (default: the first of --scores, else msp)",
+    )  # fmt: skip
     parser.set_defaults(run=cmd_score)
 
 

@@ -289,3 +289,57 @@ def test_score_file_checks_its_output_before_any_work(test_images, tmp_path, cap
         err = capsys.readouterr().err
         assert expected in err and len(err.strip().splitlines()) == 1, err
     np.testing.assert_array_equal(np.load(path), test_images)
+
+
+@pytest.mark.parametrize(
+    "extra, name, method, risk, delta",
+    [
+        (["--scores", "msp,tac", "--risk", "0.3"], "msp", "sgr", 0.3, 0.1),
+        (["--scores", "tac", "--risk", "0.4", "--delta", "0.2", "--guarantee", "ltt",
+          "--accept-score", "msp"], "msp", "ltt", 0.4, 0.2),
+    ],
+    ids=["sgr", "ltt"],
+)  # fmt: skip
+def test_cli_score_accepts_at_a_threshold_calibrated_on_validation(
+    runs, test_images, tmp_path, capsys, extra, name, method, risk, delta
+):
+    from tac_jax.cli import main
+    from tac_jax.evaluate.engine.detector import Detector
+    from tac_jax.evaluate.reporting.tables import finite
+    from tac_jax.metrics.guarantee import calibrate
+
+    path, out = tmp_path / "x.npy", tmp_path / "s.npz"
+    np.save(path, test_images)
+    args = ["score", "--workdir", str(runs["addon"]), "--input", str(path), "--output", str(out)]
+    assert main([*args, *extra]) == 0
+    assert f"by {name} >= " in capsys.readouterr().out
+    with np.load(out) as data:
+        stored = {k: data[k] for k in data.files}
+    assert {"msp", "tac", "prediction", "accept"} <= set(stored)
+    assert str(stored["accept_score"]) == name and str(stored["accept_method"]) == method
+    assert (float(stored["accept_risk"]), float(stored["accept_delta"])) == (risk, delta)
+    threshold = float(stored["accept_threshold"])
+    np.testing.assert_array_equal(stored["accept"], finite(stored[name]) >= threshold)
+    # The threshold is the method's on the run's validation split, recomputed.
+    det = Detector.from_run(runs["addon"], scores=["msp", "tac"])
+    val = det.splits["validation"]
+    scores = det.score(val["image"])
+    expected = calibrate(finite(scores[name]), scores["prediction"] == val["label"], risk,
+                         delta, method)  # fmt: skip
+    assert threshold == expected.threshold and np.isfinite(threshold), (threshold, expected)
+    assert float(stored["accept_coverage"]) == expected.coverage
+    assert int(stored["accept_calibration_size"]) == len(val["label"])
+
+
+def test_cli_score_refuses_to_accept_without_a_validation_split(
+    runs, test_images, tmp_path, capsys
+):
+    from tac_jax.cli import main
+
+    path, out = tmp_path / "x.npy", tmp_path / "s.npz"
+    np.save(path, test_images)
+    args = ["score", "--workdir", str(runs["base"]), "--input", str(path), "--output", str(out)]
+    assert main([*args, "--risk", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "expected a run with a validation split to calibrate the threshold on" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

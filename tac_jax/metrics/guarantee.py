@@ -355,6 +355,23 @@ def ltt(
     return _result(lambdas[j], n[j], e[j], m, "ltt", p_value=p[j])
 
 
+def check_guarantee(risk: float, delta: float, method: str = "sgr") -> tuple[float, float]:
+    """Checks a target before any work: ``0 < r* < 1``, ``0 < δ < 1``, a known method.
+
+    Returns:
+      ``(risk, delta)`` as floats.
+
+    Raises:
+      ValueError: one sentence naming what was expected and what was given.
+
+    >>> check_guarantee(0.05, 0.1, "ltt")
+    (0.05, 0.1)
+    """
+    if method not in METHODS:
+        raise ValueError(f"expected method in {METHODS}, got {method!r}")
+    return _check_level(risk, "risk"), _check_level(delta, "delta")
+
+
 def calibrate(
     scores: ArrayLike, correct: ArrayLike, risk: float, delta: float, method: str = "sgr"
 ) -> ThresholdResult:
@@ -430,9 +447,8 @@ def repeated_splits(
     >>> out.held_fraction, out.splits
     (1.0, 5)
     """
+    check_guarantee(risk, delta, method)
     s, c, r_star, delta = _calibration(scores, correct, risk, delta)
-    if method not in METHODS:
-        raise ValueError(f"expected method in {METHODS}, got {method!r}")
     if splits < 1:
         raise ValueError(f"expected splits >= 1, got {splits}")
     fraction = _check_level(calibration_fraction, "calibration_fraction")
@@ -471,6 +487,7 @@ __all__ = [
     "accept",
     "binomial_upper_bound",
     "calibrate",
+    "check_guarantee",
     "hoeffding_bentkus_p_value",
     "ltt",
     "ltt_grid",
