@@ -7,7 +7,9 @@
 Python file with ``get_config()`` (``path/to/config.py[:ARG]``).
 
 Errors the library raises for bad input (``ValueError``, ``FileNotFoundError``) are
-printed as one line on stderr with exit code 2, without a traceback.
+printed as one line on stderr with exit code 2, without a traceback. ``train`` and
+``demo`` stopped by SIGTERM exit with 75 (``EX_TEMPFAIL``): run the same command again
+to resume.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ from collections.abc import Callable, Sequence
 from tac_jax.config_io import apply_overrides, config_names, load_config, split_override_args
 
 EXIT_USAGE = 2
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM with a checkpoint; run it again
+
+_TRAIN_EXIT_CODES = """exit codes:
+  0   finished: trained (or resumed) to config.steps and evaluated
+  1   unexpected error (a traceback)
+  2   refused, one line on stderr: bad arguments, files or config; the workdir is
+      locked by another training; the workdir holds a run of another config (see
+      --fresh); an add-on's base run is unfinished
+  75  preempted (SIGTERM): the step reached is checkpointed, no final metrics are
+      written; run the same command again to resume"""
 
 
 def _add_distributed_args(parser: argparse.ArgumentParser) -> None:
@@ -57,17 +69,36 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _start_distributed(args)
     from tac_jax.train.loop import train_and_evaluate
 
-    results = train_and_evaluate(config, args.workdir)
+    results = train_and_evaluate(config, args.workdir, fresh=args.fresh)
     print(
         " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in results.items())
     )
+    if results.get("preempted"):
+        print(
+            f"tac-jax train: preempted at step {results['step']} of {results['steps']} "
+            "(checkpoint saved): run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_PREEMPTED
     return 0
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     help_text = "train a model (base, TAC add-on or TAC from scratch) and evaluate it"
-    parser = sub.add_parser("train", help=help_text, description=help_text)
+    parser = sub.add_parser(
+        "train",
+        help=help_text,
+        description=help_text,
+        epilog=_TRAIN_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_config_args(parser)
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="move the workdir's earlier run (checkpoints, metrics, config, report) into "
+        "WORKDIR/previous-<UTC time>/ and start again; needed when the config changed",
+    )
     _add_distributed_args(parser)
     # Unknown arguments of this subcommand are --config.KEY=VALUE overrides.
     parser.set_defaults(run=cmd_train, overrides=True)
@@ -81,12 +112,20 @@ def cmd_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
         args.workdir, base_steps=args.base_steps, tac_steps=args.tac_steps,
         num_ood=args.num_ood, bootstrap=args.bootstrap, command=" ".join(["tac-jax", *sys.argv[1:]]),
     )  # fmt: skip
-    return 0 if metrics is not None else 1  # None: stopped by SIGTERM, resumable
+    # With the evaluation on, None means a training stopped by SIGTERM: nothing is
+    # evaluated, and the same command resumes.
+    return 0 if metrics is not None else EXIT_PREEMPTED
 
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     help_text = "the main job: train a CNN on Fashion-MNIST, add TAC, evaluate every score"
-    parser = sub.add_parser("demo", help=help_text, description=help_text)
+    parser = sub.add_parser(
+        "demo",
+        help=help_text,
+        description=help_text,
+        epilog="exit codes: 0 done, 1 unexpected error, 2 refused (one line), 75 a training "
+        "was preempted (SIGTERM) before the evaluation: run the same command again",
+    )
     parser.add_argument("--workdir", default="runs/demo", help="run directory (default runs/demo)")
     parser.add_argument("--base-steps", type=int, help="base training steps (config default)")
     parser.add_argument("--tac-steps", type=int, help="TAC training steps (config default)")

@@ -44,7 +44,8 @@ def run_demo(
 
     Returns:
       The evaluation's metrics (as in ``report/metrics.json``), or None without one
-      (``evaluate=False``, or a training stopped by SIGTERM: rerun to resume).
+      (``evaluate=False``, or a training stopped by SIGTERM: nothing is evaluated, and
+      calling again resumes; ``tac-jax demo`` then exits with 75).
     """
     from tac_jax.evaluate import evaluate_run
     from tac_jax.train.loop import train_and_evaluate

@@ -3,7 +3,10 @@
 `Checkpointer` wraps an orbax `CheckpointManager`: saves are asynchronous (the step
 returns once arrays are copied off the devices), the newest ``keep`` steps are kept, and a
 restore lands every array directly on the devices its abstract state names. Each step
-directory holds two items, ``state`` (the pytree) and ``metadata`` (JSON, e.g. the config).
+directory holds two items, ``state`` (the pytree) and ``metadata`` (JSON: the caller's,
+e.g. the config, plus the state's content checksums under ``CHECKSUMS_KEY``, see
+`tac_jax.train.checksum`). A restore checks the arrays against those checksums; a
+checkpoint saved before they existed restores unchecked.
 
 Preemption follows the usual cluster contract: SIGTERM only raises a flag, the training
 loop notices it between steps, saves with ``force=True``, waits and exits.
@@ -24,8 +27,17 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from tac_jax.train.checksum import mismatched_leaves, tree_checksums
+
 STATE_ITEM = "state"
 METADATA_ITEM = "metadata"
+# The state's checksums, beside the caller's metadata (`read_metadata` leaves them out).
+CHECKSUMS_KEY = "_tac_jax_checksums"
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint restored, but its contents or metadata are not what was saved."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +57,8 @@ def _to_json(metadata: Any) -> dict[str, Any]:
         metadata = metadata.to_dict()
     if not isinstance(metadata, Mapping):
         raise TypeError(f"expected metadata to be a dict, got {type(metadata).__name__}.")
+    if CHECKSUMS_KEY in metadata:
+        raise TypeError(f"expected metadata without the reserved key {CHECKSUMS_KEY!r}.")
     try:
         # A round trip turns tuples into lists now rather than surprising a reader later.
         return json.loads(json.dumps(dict(metadata)))
@@ -159,10 +173,13 @@ class Checkpointer:
             return False
         if not (force or self._manager.should_save(step)):
             return False
+        # Hashed now, from the very arrays handed to orbax: the caller may donate them
+        # to its next step while the asynchronous write is still going.
+        metadata = {**_to_json(metadata), CHECKSUMS_KEY: tree_checksums(state)}
         args = ocp.args.Composite(
             **{
                 STATE_ITEM: ocp.args.StandardSave(state),
-                METADATA_ITEM: ocp.args.JsonSave(_to_json(metadata)),
+                METADATA_ITEM: ocp.args.JsonSave(metadata),
             }
         )
         return self._manager.save(step, args=args, force=True)
@@ -177,19 +194,43 @@ class Checkpointer:
 
         Returns:
           The state, each array placed with the sharding its abstract leaf names.
+
+        Raises:
+          CorruptCheckpointError: if the metadata is not a JSON object, or the arrays
+            differ from the checksums saved with them (none are recorded in checkpoints
+            written before they existed: those restore unchecked).
+          Exception: whatever orbax raises on missing or unreadable files.
         """
         args = ocp.args.Composite(
-            **{STATE_ITEM: ocp.args.StandardRestore(_abstract(abstract_state))}
+            **{
+                STATE_ITEM: ocp.args.StandardRestore(_abstract(abstract_state)),
+                METADATA_ITEM: ocp.args.JsonRestore(),
+            }
         )
-        return self._manager.restore(step, args=args)[STATE_ITEM]
+        restored = self._manager.restore(step, args=args)
+        state, metadata = restored[STATE_ITEM], restored[METADATA_ITEM]
+        where = f"checkpoint step {step} in {self.directory}"
+        if not isinstance(metadata, Mapping):
+            raise CorruptCheckpointError(
+                f"expected the metadata of {where} to be a JSON object, got {str(metadata)[:200]}"
+            )
+        if CHECKSUMS_KEY in metadata:
+            bad = mismatched_leaves(state, metadata[CHECKSUMS_KEY])
+            if bad:
+                raise CorruptCheckpointError(
+                    f"expected the arrays of {where} to match the checksums saved with them, "
+                    f"got {len(bad)} differing: {', '.join(bad[:3])}"
+                )
+        return state
 
     def restore_latest(self, abstract_state: Any) -> tuple[int, Any] | None:
         """Restores the newest step that can be read, skipping damaged ones.
 
-        A step that fails to restore (missing or corrupt files, or any other error) is
-        reported with a warning and the next older step is tried. Once an older step
-        restores, the damaged newer ones are renamed ``<step>.damaged`` so the resumed run
-        can save those steps again.
+        A step that fails to restore (missing or corrupt files, unreadable metadata,
+        arrays that differ from their checksums, or any other error) is reported with a
+        warning and the next older step is tried. The damaged steps are renamed
+        ``<step>.damaged`` (never deleted) so the resumed run can save those steps again;
+        when none restores, all of them are.
 
         Args:
           abstract_state: As for `restore`.
@@ -217,22 +258,51 @@ class Checkpointer:
                 self._set_aside(bad)
             return step, state
         if damaged:
-            warnings.warn(
+            for bad in damaged:
+                self._set_aside(bad)
+            message = (
                 f"None of the {len(damaged)} checkpoints in {self.directory} could be "
-                "restored; starting from scratch.",
-                RuntimeWarning,
-                stacklevel=2,
+                "restored; they are set aside as <step>.damaged and training starts from "
+                "scratch."
             )
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            logger.warning(message)
         return None
 
     def read_metadata(self, step: int | None = None) -> dict[str, Any] | None:
-        """The metadata saved with ``step`` (the newest by default), or ``None``."""
+        """The metadata saved with ``step``, or by default with the newest step whose
+        metadata reads (unreadable ones are skipped with a warning); ``None`` if there
+        is none. The checksums stored beside it are left out.
+
+        Raises:
+          CorruptCheckpointError: if the given ``step``'s metadata is not a JSON object.
+          Exception: whatever orbax raises when the given ``step``'s metadata is
+            missing or unreadable.
+        """
         self.wait()
-        step = self._manager.latest_step() if step is None else step
-        if step is None:
-            return None
+        if step is not None:
+            return self._read_metadata(step)
+        for candidate in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                return self._read_metadata(candidate)
+            except Exception as e:  # noqa: BLE001 - an unreadable one: try an older step
+                message = (
+                    f"The metadata of checkpoint step {candidate} in {self.directory} could "
+                    f"not be read ({type(e).__name__}: {str(e)[:300]}); trying an earlier step."
+                )
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                logger.warning(message)
+        return None
+
+    def _read_metadata(self, step: int) -> dict[str, Any]:
         args = ocp.args.Composite(**{METADATA_ITEM: ocp.args.JsonRestore()})
-        return self._manager.restore(step, args=args)[METADATA_ITEM]
+        metadata = self._manager.restore(step, args=args)[METADATA_ITEM]
+        if not isinstance(metadata, Mapping):
+            raise CorruptCheckpointError(
+                f"expected the metadata of checkpoint step {step} in {self.directory} to be a "
+                f"JSON object, got {str(metadata)[:200]}"
+            )
+        return {k: v for k, v in metadata.items() if k != CHECKSUMS_KEY}
 
     def wait(self) -> None:
         """Blocks until every started save is on disk."""

@@ -5,17 +5,22 @@ Data, model and optimizer come from the config; the state is created already sha
 exactly); in add-on mode the frozen base comes from ``config.base_workdir``. Batches are
 a pure function of ``(seed, step)`` and so is every random draw, so a resumed run
 repeats the uninterrupted one bit for bit (on one backend).
+
+One training at a time holds a run directory (`tac_jax.train.lock`), and only the run
+it was started for (`tac_jax.train.identity`); ``fresh=True`` sets an old run aside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -27,16 +32,25 @@ import tqdm
 from tac_jax.atomic_write import write_atomic
 from tac_jax.data.pipeline import BatchIterator, eval_batches
 from tac_jax.data.vocab import Vocab, save_vocab
-from tac_jax.parallel import DATA_AXIS, abstract_sharded, make_mesh, process_info, shard_batch
-from tac_jax.run import CONFIG_FILE, FINAL_METRICS
+from tac_jax.parallel import (
+    DATA_AXIS,
+    ProcessInfo,
+    abstract_sharded,
+    make_mesh,
+    process_info,
+    shard_batch,
+)
+from tac_jax.run import CONFIG_FILE, FINAL_METRICS, RunDir, UnfinishedRunError
 from tac_jax.train.checkpoint import (
     Checkpointer,
     clear_preemption,
     install_sigterm_handler,
     preemption_requested,
 )
-from tac_jax.train.config import is_text_data, model_fields
+from tac_jax.train.config import is_text_data, model_fields, validate_config
 from tac_jax.train.dataset import VOCAB_FILE, load_splits, load_text_splits, run_vocab
+from tac_jax.train.identity import claim_identity
+from tac_jax.train.lock import workdir_lock
 from tac_jax.train.setup import CKPT_DIR, TrainSetup, build_setup, load_run
 from tac_jax.train.state import TrainState
 from tac_jax.train.step import eval_step_fn, shard_eval_step, shard_train_step, train_step_fn
@@ -45,6 +59,8 @@ from tac_jax.train.writer import MetricsWriter
 # hook(step, state, metrics) runs after every update, on every process. The state is
 # donated to the next update: a hook copies what it keeps (e.g. with np.asarray).
 Hook = Callable[[int, TrainState, Mapping[str, jax.Array]], None]
+
+logger = logging.getLogger(__name__)
 
 
 def to_host(tree: Any) -> Any:
@@ -65,7 +81,15 @@ def _check_divisible(config: ml_collections.ConfigDict, shards: int) -> None:
 def _load_base(setup: TrainSetup, mesh) -> dict[str, Any]:
     """The trained base variables of ``config.base_workdir``, checked to fit this run."""
     config = setup.config
-    base_setup, _, base_state = load_run(config.base_workdir, mesh)
+    try:
+        base_setup, _, base_state = load_run(config.base_workdir, mesh)
+    except UnfinishedRunError:
+        progress = RunDir(config.base_workdir).progress()
+        raise UnfinishedRunError(
+            f"expected config.base_workdir to hold a finished run, got {config.base_workdir} "
+            f"{progress.describe()}: finish the base's training first (run its tac-jax train "
+            "command again)"
+        ) from None
     base_config = base_setup.config
     if base_config.mode != "base":
         raise ValueError(
@@ -185,43 +209,94 @@ def evaluate(
     return out
 
 
+@contextlib.contextmanager
+def _claim(
+    run: RunDir, config: ml_collections.ConfigDict, *, fresh: bool, info: ProcessInfo
+) -> Iterator[None]:
+    """Process 0 locks the run directory for the block and checks (or records) the run's
+    identity, first setting the old run aside when ``fresh``; the other processes follow
+    its verdict."""
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if info.is_main:
+            try:
+                os.makedirs(run.path, exist_ok=True)
+                stack.enter_context(workdir_lock(run.path))
+                moved = run.set_aside() if fresh else None
+                if moved:
+                    logger.warning("The previous run in %s is set aside in %s.", run.path, moved)
+                claim_identity(run, config)
+            except Exception as e:  # noqa: BLE001 - re-raised below, once every process knows
+                refusal = e
+        if info.process_count > 1:
+            from jax.experimental import multihost_utils
+
+            refused = multihost_utils.broadcast_one_to_all(np.int32(refusal is not None))
+            if int(refused) and refusal is None:
+                refusal = ValueError(
+                    f"expected process 0 to claim {run.path}, got a refusal (see its error)"
+                )
+        if refusal is not None:
+            raise refusal
+        yield
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
     *,
     hooks: Iterable[Hook] = (),
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Trains as ``config`` says, checkpointing into ``workdir``, and evaluates.
 
-    Resumes from ``workdir``'s newest checkpoint when there is one. Writes
+    Resumes from ``workdir``'s newest readable checkpoint when there is one (damaged ones
+    are set aside as ``ckpt/<step>.damaged``; when none is readable, training starts
+    from scratch). Holds ``train.lock`` while it runs, and records the run's identity
+    (``run_identity.json``, see `tac_jax.train.identity`) at the first start. Writes
     ``config.json`` (and ``vocab.json`` for text data), ``metrics.jsonl`` (train
     metrics averaged over each ``log_every`` steps, then the final evaluation),
-    ``final_metrics.json``, TensorBoard events when a backend is installed, and
-    checkpoints every ``ckpt_every`` steps, at the end and on SIGTERM.
+    TensorBoard events when a backend is installed, checkpoints every ``ckpt_every``
+    steps, at the end and on SIGTERM, and, once training has ended,
+    ``final_metrics.json`` (which marks the run finished, `tac_jax.run.RunDir.finished`).
 
     Args:
       config: see `tac_jax.train.config.default_config`.
       workdir: the run's directory.
       hooks: ``hook(step, state, metrics)`` called after every update.
+      fresh: move whatever an earlier run left in ``workdir`` (checkpoints, metrics,
+        config, identity, report) into ``workdir/previous-<UTC time>/`` and start again.
 
     Returns:
       The final metrics: ``step``, ``test_accuracy`` (and ``test_tac_accuracy`` in TAC
-      modes, ``validation_*`` with a validation split); ``preempted: True`` and no
-      evaluation when SIGTERM stopped the run early.
+      modes, ``validation_*`` with a validation split). When SIGTERM stopped the run
+      early: ``{"step": reached, "steps": configured, "preempted": True}``, with no
+      evaluation and no ``final_metrics.json``; calling again resumes.
 
     Raises:
-      ValueError: on an invalid config or data.
+      ValueError: on an invalid config or data; `tac_jax.train.lock.WorkdirLockedError`
+        when another training holds ``workdir``;
+        `tac_jax.train.identity.IdentityChangedError` when ``workdir`` holds a run of
+        another config (and not ``fresh``); `tac_jax.run.UnfinishedRunError` when an
+        add-on's base run has not finished.
       FileNotFoundError: on missing data or a missing base checkpoint.
     """
+    validate_config(config)
     workdir = os.path.abspath(os.fspath(workdir))
     info = process_info()
+    with _claim(RunDir(workdir), config, fresh=fresh, info=info):
+        return _train_and_evaluate(config, workdir, hooks, info)
+
+
+def _train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, hooks: Iterable[Hook], info: ProcessInfo
+) -> dict[str, Any]:
     mesh = make_mesh(config.mesh.data, config.mesh.model)
     _check_divisible(config, mesh.shape[DATA_AXIS])
     splits, vocab = _load_data(config, workdir)
     train = splits["train"]
     setup = build_setup(config, train["image"].shape[1:], train["image"].dtype)
     if info.is_main:
-        os.makedirs(workdir, exist_ok=True)
         write_atomic(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2) + "\n")
         if vocab is not None:
             save_vocab(vocab, os.path.join(workdir, VOCAB_FILE))
@@ -246,6 +321,11 @@ def train_and_evaluate(
             state = jax.jit(setup.init, out_shardings=shardings)(key)
             if base_variables is not None:
                 state = _with_base(setup, state, base_variables)
+        # Damaged steps newer than the start were set aside; one left over would make the
+        # saves of its step a no-op, and final_metrics.json describe weights never saved.
+        later = [s for s in ckpt.all_steps() if s > start]
+        if later:
+            raise RuntimeError(f"expected no checkpoint after step {start}, got steps {later}")
         if threading.current_thread() is threading.main_thread():
             previous_handler = signal.getsignal(signal.SIGTERM)
             # A flag left by a SIGTERM that stopped an earlier run in this process.
@@ -279,7 +359,7 @@ def train_and_evaluate(
                 if stop:
                     ckpt.wait()
                     log.close()
-                    return {"step": step, "preempted": True}
+                    return {"step": step, "steps": total, "preempted": True}
         log.close()
         ckpt.wait()
         results: dict[str, Any] = {"step": total}

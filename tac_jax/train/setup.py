@@ -25,7 +25,7 @@ from tac_jax.model import TACModel
 from tac_jax.models import create_model, default_layers
 from tac_jax.parallel import abstract_sharded, make_mesh
 from tac_jax.predictor import BasePredictor
-from tac_jax.run import CKPT_DIR
+from tac_jax.run import CKPT_DIR, RunDir, UnfinishedRunError
 from tac_jax.train.checkpoint import Checkpointer, latest_step
 from tac_jax.train.config import COMPUTE_DTYPES, config_from_dict, model_fields, validate_config
 from tac_jax.train.objectives import TACLossConfig
@@ -228,20 +228,29 @@ def load_run(
 ) -> tuple[TrainSetup, int, TrainState]:
     """Rebuilds a run from its workdir's checkpoint.
 
+    Without ``step`` the run must have finished training (`tac_jax.run.RunDir.finished`)
+    and its final checkpoint must be readable: a half-trained network is never taken for
+    the trained one. A ``step`` loads that checkpoint, finished run or not.
+
     Args:
       workdir: a workdir `tac_jax.train.loop.train_and_evaluate` wrote.
       mesh: where to place the state (default: every device, replicated).
-      step: the checkpoint to load (default: the newest readable one).
+      step: the checkpoint to load (default: the final one of a finished run).
 
     Returns:
       ``(setup, step, state)``.
 
     Raises:
       FileNotFoundError: if the workdir holds no checkpoint.
+      UnfinishedRunError: without ``step``, if training has not ended, or its final
+        checkpoint is damaged (it is then set aside as ``<step>.damaged``, so that
+        running the same training again redoes it).
     """
+    run = RunDir(workdir)
     directory = os.path.join(os.fspath(workdir), CKPT_DIR)
     if latest_step(directory) is None:
         raise FileNotFoundError(f"expected a checkpoint under {directory}, got none")
+    progress = run.require_finished() if step is None else None
     mesh = make_mesh() if mesh is None else mesh
     with Checkpointer(directory) as ckpt:
         metadata = ckpt.read_metadata(step)
@@ -257,6 +266,12 @@ def load_run(
             if restored is None:
                 raise FileNotFoundError(f"expected a readable checkpoint in {directory}, got none")
             step, state = restored
+            if step != progress.steps:
+                raise UnfinishedRunError(
+                    f"expected the final checkpoint of {run.path} (step {progress.steps}) to be "
+                    f"readable, got step {step} as the newest readable one (the damaged ones are "
+                    "set aside in ckpt/): run the same tac-jax train command again to redo them"
+                )
         else:
             state = ckpt.restore(step, abstract)
     return setup, int(step), state
