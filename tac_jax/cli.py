@@ -6,8 +6,10 @@
 ``--config`` is a config's name in `tac_jax.configs` (``smoke``, ``demo:base``) or a
 Python file with ``get_config()`` (``path/to/config.py[:ARG]``).
 
-Errors the library raises for bad input (``ValueError``, ``FileNotFoundError``) are
-printed as one line on stderr with exit code 2, without a traceback. ``train`` and
+Errors the library raises for bad input (``ValueError``, ``FileNotFoundError``) and
+files the system refuses (an ``OSError`` naming its file: a read-only folder, a folder
+where a file should be) are printed as one line on stderr with exit code 2, without a
+traceback; any other error is a bug and keeps its traceback (exit code 1). ``train`` and
 ``demo`` stopped by SIGTERM exit with 75 (``EX_TEMPFAIL``): run the same command again
 to resume.
 """
@@ -145,7 +147,7 @@ def cmd_evaluate(args: argparse.Namespace, extra: Sequence[str]) -> int:
         args.workdir, suite=args.suite, extra_ood=extra_ood, num_ood=args.num_ood,
         bootstrap=args.bootstrap, seed=args.seed, severities=args.severities,
         epsilons=args.epsilons, attacks=args.attacks, attack_size=args.attack_size,
-        scores=args.scores, log=print,
+        scores=args.scores, log=print, batch_size=args.batch_size,
         deepest=args.deepest, command=" ".join(["tac-jax", *sys.argv[1:]]),
     )  # fmt: skip
     print(f"report: {args.workdir}/report/report.md")
@@ -173,6 +175,10 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--attack-size", type=int, default=1000, help="test inputs attacked")
     parser.add_argument("--scores", type=_names, help="comma-separated scores (default: all)")
+    parser.add_argument(
+        "--batch-size", type=int, default=256,
+        help="examples per forward pass (default 256; at most the largest dataset)",
+    )  # fmt: skip
     _add_deepest_arg(parser)
     parser.set_defaults(run=cmd_evaluate)
 
@@ -400,6 +406,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         print(f"tac-jax {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:
+        # A file the system refused (read-only, a folder where a file should be, ...):
+        # the error names it. One without a name is not a file problem: a traceback.
+        if error.filename is None:
+            raise
+        print(f"tac-jax {args.command}: error: {_os_error_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _os_error_line(error: OSError) -> str:
+    """``<why>: <file>`` (``<file> -> <file2>`` for a rename), on one line.
+
+    >>> _os_error_line(PermissionError(13, "Permission denied", "runs/a/config.json"))
+    'Permission denied: runs/a/config.json'
+    """
+    why = error.strerror or type(error).__name__
+    where = str(error.filename)
+    if error.filename2 is not None:
+        where += f" -> {error.filename2}"
+    return " ".join(f"{why}: {where}".split())
 
 
 if __name__ == "__main__":

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
+from tac_jax.data.damaged import reading
 from tac_jax.data.idx import read_idx
 
 # Keys tried, in order, when an `.npz` holds several arrays and none was named.
 _IMAGE_KEYS = ("x", "images", "image", "inputs")
 _LABEL_KEYS = ("y", "labels", "label", "targets")
+_NPY = "a .npy array file (numpy.save, no pickles)"
+_NPZ = "an .npz archive of arrays (numpy.savez, no pickles)"
 
 
 def _pick_npz_key(keys: list[str], key: str | None, defaults: tuple[str, ...], path: str) -> str:
@@ -57,11 +61,36 @@ def load_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     if path.endswith(".npy"):
         if key is not None:
             raise ValueError(f"expected key=None for a .npy file, got key={key!r} for {path}")
-        return np.load(path, allow_pickle=False)
+        with reading(path, _NPY):
+            return np.load(path, allow_pickle=False)
     if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as archive:
-            return archive[_pick_npz_key(list(archive.keys()), key, _IMAGE_KEYS, path)]
+        with _open_npz(path) as archive:
+            name = _pick_npz_key(list(archive.keys()), key, _IMAGE_KEYS, path)
+            with reading(path, _NPZ):
+                return archive[name]
     return read_idx(path)
+
+
+def npz_keys(path: str | os.PathLike) -> list[str]:
+    """The names of the arrays in an ``.npz`` file, without reading them.
+
+    Raises:
+      FileNotFoundError: if ``path`` does not exist.
+      ValueError: if it is not a readable ``.npz`` archive (naming the file).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"expected an array file at {path}, got no such file")
+    with _open_npz(path) as archive:
+        return list(archive.keys())
+
+
+def _open_npz(path: str) -> Any:
+    with reading(path, _NPZ):
+        archive = np.load(path, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"expected {_NPZ} at {path}, got a single .npy array")
+    return archive
 
 
 def check_labels(labels: np.ndarray, num_classes: int | None = None) -> np.ndarray:
@@ -122,10 +151,12 @@ def load_labeled(
             raise ValueError(f"expected an .npz file when labels_path is None, got {path}")
         if not os.path.exists(path):
             raise FileNotFoundError(f"expected an array file at {path}, got no such file")
-        with np.load(path, allow_pickle=False) as archive:
+        with _open_npz(path) as archive:
             keys = list(archive.keys())
-            images = archive[_pick_npz_key(keys, images_key, _IMAGE_KEYS, path)]
-            labels = archive[_pick_npz_key(keys, labels_key, _LABEL_KEYS, path)]
+            images_name = _pick_npz_key(keys, images_key, _IMAGE_KEYS, path)
+            labels_name = _pick_npz_key(keys, labels_key, _LABEL_KEYS, path)
+            with reading(path, _NPZ):
+                images, labels = archive[images_name], archive[labels_name]
     else:
         images = load_array(images_path, images_key)
         labels = load_array(labels_path, labels_key)

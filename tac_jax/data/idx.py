@@ -8,6 +8,8 @@ import struct
 
 import numpy as np
 
+from tac_jax.data.damaged import reading
+
 # IDX type codes -> numpy dtypes (big-endian on disk).
 _DTYPES = {
     0x08: np.dtype(np.uint8),
@@ -35,9 +37,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
       The array, e.g. uint8 `(60000, 28, 28)` for MNIST images.
 
     Raises:
-      ValueError: if the file is not a well-formed IDX file.
+      ValueError: if the file is not a well-formed IDX file (a damaged gzip stream
+        included), naming the file.
     """
-    with _open(path, "rb") as f:
+    what = "a gzip-compressed IDX file" if os.fspath(path).endswith(".gz") else "an IDX file"
+    with reading(path, what), _open(path, "rb") as f:
         data = f.read()
     if len(data) < 4:
         raise ValueError(
@@ -50,6 +54,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{sorted(_DTYPES)}), got bytes {data[:4]!r} in {path}"
         )
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(
+            f"expected an IDX header of {header} bytes for {ndim} dimensions, got "
+            f"{len(data)} bytes in {path}"
+        )
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _DTYPES[type_code]
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize

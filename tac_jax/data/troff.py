@@ -8,6 +8,8 @@ import os
 import re
 import unicodedata
 
+from tac_jax.data.damaged import reading
+
 _GLYPHS = {
     "em": "—", "en": "–", "hy": "-", "mi": "-", "aq": "'", "dq": '"', "lq": "“",
     "rq": "”", "oq": "‘", "cq": "’", "bu": "•", "co": "©", "rg": "®", "tm": "™",
@@ -252,7 +254,7 @@ def troff_to_text(source: str, *, header: bool = True) -> str:
 def read_source(path: str) -> str:
     """The text of a (gzipped) troff file: UTF-8, or Latin-1 when it is not UTF-8."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
+    with reading(path, "a (gzipped) troff page"), opener(path, "rb") as f:
         data = f.read()
     try:
         return data.decode("utf-8")

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from tac_jax.data.damaged import reading
+
 PAD_ID, UNK_ID, CLS_ID = 0, 1, 2
 RESERVED = ("<pad>", "<unk>", "<cls>")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -130,9 +132,14 @@ def save_vocab(vocab: Vocab, path: str | os.PathLike) -> None:
 
 
 def load_vocab(path: str | os.PathLike) -> Vocab:
-    """Reads a vocabulary written by `save_vocab`."""
-    with open(path, encoding="utf-8") as f:
+    """Reads a vocabulary written by `save_vocab`.
+
+    Raises:
+      ValueError: if the file is not such a vocabulary (cut short, other JSON), naming it.
+    """
+    with reading(path, f"a {_VOCAB_FORMAT} JSON file"), open(path, encoding="utf-8") as f:
         payload = json.load(f)
-    if not isinstance(payload, dict) or payload.get("format") != _VOCAB_FORMAT:
+    is_ours = isinstance(payload, dict) and payload.get("format") == _VOCAB_FORMAT
+    if not is_ours or not isinstance(payload.get("tokens"), list):
         raise ValueError(f"expected a {_VOCAB_FORMAT} JSON file at {path}, got something else")
-    return Vocab(tuple(payload["tokens"]), bool(payload["lowercase"]))
+    return Vocab(tuple(payload["tokens"]), bool(payload.get("lowercase")))

@@ -18,7 +18,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tac_jax.data.arrays import check_labels, load_array, load_labeled, to_float_images
+from tac_jax.data.arrays import (
+    check_labels,
+    load_array,
+    load_labeled,
+    npz_keys,
+    to_float_images,
+)
 from tac_jax.evaluate.ood.suites import KINDS, OODSet
 
 OOD_SPEC = "NAME=PATH[:KIND]"
@@ -85,7 +91,7 @@ def parse_ood_spec(text: str) -> OODFile:
     return OODFile(name, path, tail)
 
 
-def check_user_sets(sets: Sequence[OODSet | OODFile]) -> None:
+def check_user_sets(sets: Sequence[OODSet | OODFile | ReadOODFile]) -> None:
     """Checks what needs no run: the types, distinct names and that every file exists.
 
     Raises:
@@ -99,7 +105,7 @@ def check_user_sets(sets: Sequence[OODSet | OODFile]) -> None:
     """
     seen = set()
     for entry in sets:
-        if not isinstance(entry, OODSet | OODFile):
+        if not isinstance(entry, OODSet | OODFile | ReadOODFile):
             raise TypeError(f"expected OODSet or OODFile entries, got {type(entry).__name__}")
         if entry.name in seen:
             raise ValueError(f"expected distinct OOD set names, got {entry.name!r} twice")
@@ -177,23 +183,49 @@ def user_set(
 
 
 def _read(file: OODFile) -> tuple[np.ndarray, np.ndarray | None]:
-    if file.kind == "corruption" and file.path.endswith(".npz") and os.path.isfile(file.path):
-        with np.load(file.path, allow_pickle=False) as archive:
-            labelled = len(archive.files) > 1
-        if labelled:
-            return load_labeled(file.path)
+    is_npz = file.path.endswith(".npz") and os.path.isfile(file.path)
+    if file.kind == "corruption" and is_npz and len(npz_keys(file.path)) > 1:
+        return load_labeled(file.path)
     return load_array(file.path), None
 
 
+@dataclasses.dataclass(frozen=True)
+class ReadOODFile:
+    """An `OODFile` already read (`read_user_sets`): its arrays as stored, checked
+    against the run's input shape later."""
+
+    file: OODFile
+    images: np.ndarray
+    labels: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+
+def read_user_sets(sets: Sequence[OODSet | OODFile]) -> list[OODSet | ReadOODFile]:
+    """Checks the entries (`check_user_sets`) and reads every file now, so that a
+    missing, damaged or foreign file is refused before a run is loaded.
+
+    Raises:
+      FileNotFoundError: on a missing file.
+      ValueError: on a name given twice, or a file that is not a readable array file
+        (naming it).
+    """
+    check_user_sets(sets)
+    return [ReadOODFile(s, *_read(s)) if isinstance(s, OODFile) else s for s in sets]
+
+
 def load_ood_file(
-    file: OODFile,
+    file: OODFile | ReadOODFile,
     input_shape: Sequence[int],
     *,
     num: int | None = None,
     seed: int = 0,
     num_classes: int | None = None,
 ) -> OODSet:
-    """Reads an `OODFile` into an `OODSet` (see `user_set` for the arguments).
+    """Reads an `OODFile` (or takes a `ReadOODFile`'s arrays) into an `OODSet` (see
+    `user_set` for the arguments).
 
     A "corruption" `.npz` with more than one array is read with its labels
     (`tac_jax.data.arrays.load_labeled`); any other file gives images only.
@@ -202,15 +234,16 @@ def load_ood_file(
       FileNotFoundError: if the file is missing.
       ValueError: on unreadable arrays, a shape other than the run's, or bad labels.
     """
-    images, labels = _read(file)
+    read = file if isinstance(file, ReadOODFile) else ReadOODFile(file, *_read(file))
+    file = read.file
     return user_set(
-        file.name, images, file.kind, labels, input_shape=input_shape, num=num, seed=seed,
-        num_classes=num_classes, source=file.path,
+        file.name, read.images, file.kind, read.labels, input_shape=input_shape, num=num,
+        seed=seed, num_classes=num_classes, source=file.path,
     )  # fmt: skip
 
 
 def resolve_user_sets(
-    sets: Sequence[OODSet | OODFile],
+    sets: Sequence[OODSet | OODFile | ReadOODFile],
     input_shape: Sequence[int],
     *,
     num: int | None = None,
@@ -223,7 +256,7 @@ def resolve_user_sets(
     options = dict(input_shape=input_shape, num=num, seed=seed, num_classes=num_classes)
     return [
         load_ood_file(s, **options)
-        if isinstance(s, OODFile)
+        if isinstance(s, OODFile | ReadOODFile)
         else user_set(s.name, s.images, s.kind, s.labels, **options)
         for s in sets
     ]
