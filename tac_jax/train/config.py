@@ -212,9 +212,13 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Checks the fields that would otherwise fail late (after data loading or compiling).
 
+    Every float anywhere in the config must be finite; the optimizer's and schedule's
+    numbers must also lie in their ranges (a positive learning rate, ...).
+
     Raises:
       ValueError: naming the field, what was expected and what was given.
     """
+    _check_optimizer(config)
     _check_choice("mode", config.mode, MODES)
     _check_choice("data.source", config.data.source, SOURCES)
     method = config.get("method", {}).get("name", "none")
@@ -254,6 +258,55 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"expected config.data.num_classes >= 2, got {config.data.num_classes}")
     if is_text_data(config.data):
         _validate_text(config)
+    # Last: the checks above say more about the fields they know.
+    _check_finite(config, "config")
+
+
+def _check_finite(node: Any, where: str) -> None:
+    """Every float of ``node`` (a section, a tuple or a leaf) is finite."""
+    if isinstance(node, ml_collections.ConfigDict | Mapping):
+        for key, value in node.items():
+            _check_finite(value, f"{where}.{key}")
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            _check_finite(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ValueError(f"expected a finite number for {where}, got {node}")
+
+
+# (low, high, low inclusive, high inclusive) of the optimizer's and schedule's numbers.
+_RANGES = {
+    "optim.learning_rate": (0.0, math.inf, False, False),
+    "optim.weight_decay": (0.0, math.inf, True, False),
+    "optim.clip_norm": (0.0, math.inf, True, False),
+    "optim.momentum": (0.0, 1.0, True, False),
+    "optim.b1": (0.0, 1.0, True, False),
+    "optim.b2": (0.0, 1.0, True, False),
+    "optim.eps": (0.0, math.inf, True, False),
+    "schedule.warmup_steps": (0.0, math.inf, True, False),
+    "schedule.decay_factor": (0.0, math.inf, True, False),
+    "schedule.end_factor": (0.0, math.inf, True, False),
+    "label_smoothing": (0.0, 1.0, True, False),
+}
+
+
+def _check_optimizer(config: ml_collections.ConfigDict) -> None:
+    for key, (low, high, low_in, high_in) in _RANGES.items():
+        section, _, name = key.rpartition(".")
+        node = config.get(section) if section else config
+        value = None if node is None else node.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number for config.{key}, got {value!r}")
+        above = value >= low if low_in else value > low
+        below = value <= high if high_in else value < high
+        if not (above and below):
+            interval = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+            raise ValueError(f"expected config.{key} in {interval}, got {value}")
+    for i, point in enumerate(config.get("schedule", {}).get("decay_at", ()) or ()):
+        if isinstance(point, bool) or not isinstance(point, int | float) or not point > 0:
+            raise ValueError(f"expected config.schedule.decay_at[{i}] > 0, got {point!r}")
 
 
 def is_text_data(data: ml_collections.ConfigDict) -> bool:
