@@ -9,6 +9,7 @@ its own contiguous slice of it. Each epoch drops its last incomplete batch.
 from __future__ import annotations
 
 import functools
+import math
 import queue
 import threading
 import weakref
@@ -284,6 +285,38 @@ class BatchIterator(Iterator[Batch]):
         self.close()
 
 
+def capped_eval_batch(
+    batch_size: int, num_examples: int, devices: int | None = None, processes: int = 1
+) -> int:
+    """``batch_size`` cut to ``num_examples`` (rounded up so that it still splits over
+    the devices and processes), when it is larger.
+
+    The batch is split over a mesh's data axis (and the processes), whose size divides
+    ``batch_size`` and is at most ``D``, the device count; so it divides
+    ``gcd(batch_size, lcm(1..D))``, and so does the cut batch, a multiple of that.
+
+    Args:
+      batch_size: the global batch asked for.
+      num_examples: the examples to evaluate.
+      devices: the device count (default: ``jax.device_count()``, looked up only to cut).
+      processes: the process count, which divides ``batch_size`` too.
+
+    >>> capped_eval_batch(10**9, 5, devices=8), capped_eval_batch(64, 5, devices=8)
+    (40, 8)
+    >>> capped_eval_batch(256, 1000)
+    256
+    """
+    if batch_size <= num_examples:
+        return batch_size
+    if devices is None:
+        import jax
+
+        devices = jax.device_count()
+    bound = max(int(devices), int(processes), 1)
+    multiple = math.gcd(batch_size, math.lcm(*range(1, bound + 1)))
+    return min(batch_size, -(-max(num_examples, 1) // multiple) * multiple)
+
+
 def eval_batches(
     arrays: Mapping[str, np.ndarray],
     batch_size: int,
@@ -295,7 +328,8 @@ def eval_batches(
     All batches have the same shape, so a jitted evaluation compiles once; `mask`
     marks the real rows. With several processes, each global batch of `batch_size`
     rows is split into contiguous per-process slices, and every process yields the
-    same number of batches (collectives stay in step).
+    same number of batches (collectives stay in step). A `batch_size` larger than the
+    split is cut to the split (`capped_eval_batch`): a huge one would only be padding.
 
     Args:
       arrays: named arrays with the same leading dimension.
@@ -314,6 +348,8 @@ def eval_batches(
     num_examples = _num_examples(arrays)
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+    _local_slice(batch_size, process_index, process_count)  # checks the given batch
+    batch_size = capped_eval_batch(batch_size, num_examples, processes=process_count)
     where = _local_slice(batch_size, process_index, process_count)
     for start in range(0, num_examples, batch_size):
         idx = np.arange(start, start + batch_size)[where]

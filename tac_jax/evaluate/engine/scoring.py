@@ -24,6 +24,7 @@ from tac_jax.data.arrays import load_array
 from tac_jax.evaluate.engine.collect import (
     DEFAULT_BATCH,
     Forward,
+    check_batchable,
     collect,
 )
 from tac_jax.evaluate.engine.fitted import (
@@ -355,6 +356,46 @@ def check_inputs(images: Any) -> np.ndarray:
     return images.astype(np.float32)
 
 
+def check_request(scores: Sequence[str] | None, *, batch_size: int, max_fit: int = MAX_FIT) -> None:
+    """Checks, before any work, the score names (known ones; whether a run can compute
+    them is known once it is loaded) and the sizes.
+
+    Raises:
+      ValueError: on an unknown score name, an empty list, or a size below 1.
+
+    >>> check_request(["msp"], batch_size=0)
+    Traceback (most recent call last):
+    ValueError: expected batch_size >= 1, got 0
+    """
+    if scores is not None:
+        resolve_scores(scores, {need for entry in SCORES.values() for need in entry.needs})
+    for name, value in (("batch_size", batch_size), ("max_fit", max_fit)):
+        if int(value) < 1:
+            raise ValueError(f"expected {name} >= 1, got {value}")
+
+
+def read_inputs(path: str | os.PathLike) -> np.ndarray:
+    """The inputs of an array file (`load_array`), checked by `check_inputs`; an error
+    names the file.
+
+    Raises:
+      FileNotFoundError: if the file is missing.
+      ValueError: if it is not a readable array file, or its values are not inputs.
+    """
+    return _named(path, lambda: check_inputs(load_array(path)))
+
+
+def _named(path: str | os.PathLike, read: Callable[[], np.ndarray]) -> np.ndarray:
+    """``read()``, its ``ValueError`` naming the input file."""
+    try:
+        return read()
+    except ValueError as error:
+        message = str(error)
+        if os.fspath(path) in message:
+            raise
+        raise ValueError(f"{message} (in {os.fspath(path)})") from None
+
+
 def check_output(output_path: str | os.PathLike, input_path: str | os.PathLike) -> None:
     """Checks, before any work, that ``output_path`` can be written and is not the input.
 
@@ -421,17 +462,20 @@ def score_file(
     from tac_jax.evaluate.engine.detector import Detector
 
     check_output(output_path, input_path)
-    images = check_inputs(load_array(input_path))
+    check_request(scores, batch_size=batch_size, max_fit=max_fit)
+    images = read_inputs(input_path)
     detector = Detector.from_run(
         workdir,
         scores=scores,
         deepest=deepest,
         fuse_weight=fuse_weight,
-        batch_size=batch_size,
+        # No batch larger than the inputs or the fitting subset: the rest is padding.
+        batch_size=min(batch_size, max(len(images), max_fit)),
         max_fit=max_fit,
         seed=seed,
         log=log,
     )
+    images = _named(input_path, lambda: check_batchable(images, detector.setup.input_shape))
     if log:
         log(f"scoring {len(images)} inputs from {input_path}")
     result = detector.score(images)
@@ -448,9 +492,11 @@ __all__ = [
     "ScoreInfo",
     "available_scores",
     "check_inputs",
+    "check_request",
     "compute_scores",
     "fit_validation",
     "fitted_for_run",
+    "read_inputs",
     "resolve_scores",
     "run_capabilities",
     "score_file",
