@@ -343,3 +343,34 @@ def test_cli_score_refuses_to_accept_without_a_validation_split(
     err = capsys.readouterr().err
     assert "expected a run with a validation split to calibrate the threshold on" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_an_interrupted_evaluate_leaves_the_previous_report_whole(runs, tmp_path, monkeypatch):
+    from tac_jax.evaluate.reporting import plots
+
+    images, _ = load_fashion_mnist("test")
+    np.save(tmp_path / "inv.npy", 255 - images[:40])
+    small = dict(suite="none", extra_ood=[parse_ood_spec(f"inv={tmp_path / 'inv.npy'}")],
+                 num_ood=40, bootstrap=0, epsilons=(), plots=False,
+                 scores=["msp", "mahalanobis"])  # fmt: skip
+    workdir, report = runs["base"], runs["base"] / "report"
+    evaluate_run(workdir, **small)
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+    assert {"metrics.json", "report.md", "fitted.npz"} <= set(before)
+
+    def interrupted(directory, data):
+        with open(os.path.join(directory, "roc_far.png"), "wb") as f:
+            f.write(b"half")  # one figure written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "write_plots", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(workdir, **{**small, "plots": True, "seed": 1})
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before
+    assert not [f for f in os.listdir(workdir) if f.startswith("report.")]  # no staging left
+    # The next run replaces it whole, keeping the fitted statistics.
+    monkeypatch.undo()
+    metrics = evaluate_run(workdir, **{**small, "seed": 1})
+    stored = json.loads((report / "metrics.json").read_text())
+    assert stored["evaluation"]["seed"] == metrics["evaluation"]["seed"] == 1
+    assert (report / "fitted.npz").read_bytes() == before["fitted.npz"]

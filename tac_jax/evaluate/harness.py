@@ -11,11 +11,17 @@ detection per corruption and severity (`tac_jax.evaluate.reporting.shift`) and, 
 runs, the per-layer diagnostics; PGD and FGSM inputs against every score
 (`tac_jax.evaluate.robustness`); and `_write`: ``WORKDIR/report/`` with
 ``metrics.json``, ``report.md``, ``summary.csv``, ``scores.npz`` and the figures.
+
+Every argument is checked, and the user's OOD files read, before the run is loaded. The
+report is written into a staging folder beside it (`tac_jax.evaluate.reporting.staging`)
+that replaces ``WORKDIR/report/`` only once complete: an evaluation that fails or is
+interrupted leaves the previous report whole (the fitted-statistics cache is kept across).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -30,23 +36,27 @@ from tac_jax.evaluate.engine.fitted import MAX_FIT
 from tac_jax.evaluate.engine.scoring import (
     REPORT_DIR,
     SCORES,
+    check_request,
     run_capabilities,
 )
-from tac_jax.evaluate.ood.build import build_suite
+from tac_jax.evaluate.ood.build import SUITES, build_suite
 from tac_jax.evaluate.ood.suites import (
     KINDS,
     OODSet,
 )
 from tac_jax.evaluate.ood.user_sets import (
     OODFile,
-    check_user_sets,
+    ReadOODFile,
+    read_user_sets,
     resolve_user_sets,
 )
 from tac_jax.evaluate.reporting import data_files, measure, shift, tables
 from tac_jax.evaluate.reporting import report as report_lib
 from tac_jax.evaluate.reporting.adversarial import adversarial_figure
 from tac_jax.evaluate.reporting.layers import layer_diagnostics
+from tac_jax.evaluate.reporting.staging import staged_dir
 from tac_jax.metrics import Costs
+from tac_jax.run import FITTED_FILE
 
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
@@ -112,7 +122,7 @@ def evaluate_run(
       attacks: from ``("pgd", "fgsm")``, each run at every ε on the same inputs.
       attack_size: test examples attacked, at most.
       max_fit: training examples the feature-based scores are fitted on, at most.
-      batch_size: examples per forward pass.
+      batch_size: examples per forward pass (at most the largest dataset's size).
       plots: write the figures.
       step: the checkpoint to evaluate (default: the newest).
       command: the command line to print in the report (default: the Python call).
@@ -122,11 +132,13 @@ def evaluate_run(
       The contents of ``metrics.json`` (see `tac_jax.evaluate.reporting.report` for the schema).
 
     Raises:
-      ValueError: on an unknown suite or score, a score the run cannot compute, a TFDS
-        suite for a run on another dataset, or extra sets of the wrong shape or with
-        names given twice.
-      FileNotFoundError: if the workdir holds no checkpoint, or data (the run's, an
-        extra set's file, a TFDS suite's) is missing.
+      ValueError: on an unknown suite or score, a number out of range, a score the run
+        cannot compute, a TFDS suite for a run on another dataset, or extra sets that
+        are not readable array files, of the wrong shape or with names given twice.
+      FileNotFoundError: if the workdir does not exist or holds no checkpoint, or data
+        (the run's, an extra set's file, a TFDS suite's) is missing.
+      OSError: if the report cannot be written (e.g. ``PermissionError``), before the
+        run is loaded.
 
     >>> metrics = evaluate_run("runs/smoke_tac", num_ood=200)  # doctest: +SKIP
     >>> metrics["summary"]["tac"]["mean_ood_auroc"]  # doctest: +SKIP
@@ -134,49 +146,108 @@ def evaluate_run(
     say = log or (lambda _: None)
     start = time.perf_counter()
     workdir = os.fspath(workdir)
+    _check_arguments(
+        suite=suite, scores=scores, num_ood=num_ood, bootstrap=bootstrap, seed=seed,
+        severities=severities, deepest=deepest, fuse_weight=fuse_weight, epsilons=epsilons,
+        attacks=attacks, attack_size=attack_size, max_fit=max_fit, batch_size=batch_size,
+    )  # fmt: skip
+    extra_ood = read_user_sets(extra_ood)
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"expected a run directory at {workdir}, got no such folder")
+    report_dir = os.path.join(workdir, REPORT_DIR)
+    # Written beside the old report, swapped in once complete.
+    with staged_dir(report_dir, carry=(FITTED_FILE,)) as out_dir:
+        detector = Detector.from_run(
+            workdir, step=step, scores=scores, deepest=deepest, fuse_weight=fuse_weight,
+            batch_size=batch_size, fit=False, log=say,
+        )  # fmt: skip
+        # No batch larger than the largest dataset: a huge one would only be padding.
+        detector.batch_size = min(
+            batch_size, _largest(detector.splits, max_fit, num_ood, attack_size)
+        )
+        # The suite before any fitting or scoring, so that one that cannot be built fails fast.
+        suite, sets = _suite(detector, suite, extra_ood, num_ood, seed, severities, corruptions)
+        detector.fit_run(max_fit=max_fit, seed=seed, log=say)
+        grid = [float(c) for c in c_err_grid]
+        metrics, scored = _measure(detector, sets, costs, grid, bootstrap, seed, say)
+        metrics["evaluation"] = {
+            "command": command
+            or report_lib.python_command(workdir, suite, num_ood, bootstrap, seed, scores),
+            "suite": suite if isinstance(suite, str) else "custom",
+            "num_ood": int(num_ood),
+            "severities": list(severities),
+            "bootstrap": int(bootstrap),
+            "seed": int(seed),
+            "scores": list(detector.names),
+            "deepest": int(detector.options.get("deepest", 0)),
+            "fuse_weight": detector.options.get("fuse_weight"),
+            "fit_examples": detector.fitted.meta.get("fit_examples") if detector.fitted else None,
+            "knn_k": detector.fitted.knn_k if detector.fitted else None,
+            "max_fit": int(max_fit),
+            **metrics.pop("split_info"),
+            "test_size": int(len(scored.labels)),
+            "costs": {"r": costs.r, "c_err": grid, "c_rej": costs.c_rej, "c_def": costs.c_def},
+        }
+        metrics["adversarial"] = {}
+        if epsilons and "input" in run_capabilities(detector.setup, detector.state):
+            metrics["adversarial"] = robustness.adversarial_sections(
+                detector.setup, detector.state, scored.test_images, scored.labels, scored.scores,
+                detector.names, scored.score, epsilons=epsilons, attacks=attacks, size=attack_size,
+                seed=seed, bootstrap=bootstrap, batch_size=detector.batch_size, log=say,
+            )  # fmt: skip
+            metrics["evaluation"]["epsilons"] = [float(e) for e in epsilons]
+            metrics["evaluation"]["attacks"] = list(attacks)
+        metrics["summary"] = measure.summary_rows(metrics, detector.names)
+        metrics = _write(out_dir, metrics, scored, detector, plots, start, say)
+    say(f"wrote {os.path.join(report_dir, report_lib.REPORT_FILE)}")
+    return metrics
+
+
+def _check_arguments(
+    *,
+    suite: str | Sequence[OODSet],
+    scores: Sequence[str] | None,
+    num_ood: int,
+    bootstrap: int,
+    seed: int,
+    severities: Sequence[int],
+    deepest: int | None,
+    fuse_weight: float | None,
+    epsilons: Sequence[float],
+    attacks: Sequence[str],
+    attack_size: int,
+    max_fit: int,
+    batch_size: int,
+) -> None:
+    """What `evaluate_run` can check before the run is loaded, one sentence per error."""
+    if isinstance(suite, str) and suite not in SUITES:
+        raise ValueError(f"expected a suite in {SUITES} or a list of OODSet, got {suite!r}")
+    check_request(scores, batch_size=batch_size, max_fit=max_fit)
+    for name, value in (("num_ood", num_ood), ("attack_size", attack_size)):
+        if int(value) < 1:
+            raise ValueError(f"expected {name} >= 1, got {value}")
     if bootstrap < 0:
         raise ValueError(f"expected bootstrap >= 0, got {bootstrap}")
+    if seed < 0:
+        raise ValueError(f"expected seed >= 0, got {seed}")
+    if deepest is not None and deepest < 0:
+        raise ValueError(f"expected deepest >= 0 (0: every layer), got {deepest}")
+    if fuse_weight is not None and not (math.isfinite(fuse_weight) and fuse_weight >= 0):
+        raise ValueError(f"expected a finite fuse_weight >= 0, got {fuse_weight}")
+    if any(int(s) != s or not 1 <= s <= 5 for s in severities):
+        raise ValueError(f"expected severities in 1..5, got {list(severities)}")
+    if any(not (math.isfinite(e) and e >= 0) for e in epsilons):
+        raise ValueError(f"expected finite epsilons >= 0, got {list(epsilons)}")
     if not attacks or any(a not in robustness.ATTACKS for a in attacks):
         raise ValueError(f"expected attacks from {robustness.ATTACKS}, got {list(attacks)}")
-    check_user_sets(extra_ood)
-    detector = Detector.from_run(
-        workdir, step=step, scores=scores, deepest=deepest, fuse_weight=fuse_weight,
-        batch_size=batch_size, fit=False, log=say,
-    )  # fmt: skip
-    # The suite before any fitting or scoring, so that one that cannot be built fails fast.
-    suite, sets = _suite(detector, suite, extra_ood, num_ood, seed, severities, corruptions)
-    detector.fit_run(max_fit=max_fit, seed=seed, log=say)
-    grid = [float(c) for c in c_err_grid]
-    metrics, scored = _measure(detector, sets, costs, grid, bootstrap, seed, say)
-    metrics["evaluation"] = {
-        "command": command
-        or report_lib.python_command(workdir, suite, num_ood, bootstrap, seed, scores),
-        "suite": suite if isinstance(suite, str) else "custom",
-        "num_ood": int(num_ood),
-        "severities": list(severities),
-        "bootstrap": int(bootstrap),
-        "seed": int(seed),
-        "scores": list(detector.names),
-        "deepest": int(detector.options.get("deepest", 0)),
-        "fuse_weight": detector.options.get("fuse_weight"),
-        "fit_examples": detector.fitted.meta.get("fit_examples") if detector.fitted else None,
-        "knn_k": detector.fitted.knn_k if detector.fitted else None,
-        "max_fit": int(max_fit),
-        **metrics.pop("split_info"),
-        "test_size": int(len(scored.labels)),
-        "costs": {"r": costs.r, "c_err": grid, "c_rej": costs.c_rej, "c_def": costs.c_def},
-    }
-    metrics["adversarial"] = {}
-    if epsilons and "input" in run_capabilities(detector.setup, detector.state):
-        metrics["adversarial"] = robustness.adversarial_sections(
-            detector.setup, detector.state, scored.test_images, scored.labels, scored.scores,
-            detector.names, scored.score, epsilons=epsilons, attacks=attacks, size=attack_size,
-            seed=seed, bootstrap=bootstrap, batch_size=batch_size, log=say,
-        )  # fmt: skip
-        metrics["evaluation"]["epsilons"] = [float(e) for e in epsilons]
-        metrics["evaluation"]["attacks"] = list(attacks)
-    metrics["summary"] = measure.summary_rows(metrics, detector.names)
-    return _write(os.path.join(workdir, REPORT_DIR), metrics, scored, detector, plots, start, say)
+
+
+def _largest(splits: dict[str, Any], max_fit: int, num_ood: int, attack_size: int) -> int:
+    """The most examples one forward pass of the evaluation reads: the training subset
+    the statistics are fitted on, another split, an OOD set or the attacked inputs."""
+    sizes = [min(len(v["label"]), max_fit) if k == "train" else len(v["label"])
+             for k, v in splits.items()]  # fmt: skip
+    return max([*sizes, num_ood, attack_size])
 
 
 @dataclasses.dataclass
@@ -196,7 +267,7 @@ class _Scored:
 def _suite(
     detector: Detector,
     suite: str | Sequence[OODSet],
-    extra_ood: Sequence[OODSet | OODFile],
+    extra_ood: Sequence[OODSet | OODFile | ReadOODFile],
     num_ood: int,
     seed: int,
     severities: Sequence[int],
@@ -299,8 +370,9 @@ def _write(
     start: float,
     say: Log,
 ) -> dict[str, Any]:
-    """Writes the figures, the data files, ``metrics.json`` and ``report.md`` (each
-    atomically) into ``out_dir``; returns the metrics as written."""
+    """Writes the figures, the data files, ``metrics.json`` and ``report.md`` into
+    ``out_dir`` (the staging folder `evaluate_run` swaps in); returns the metrics as
+    written."""
     os.makedirs(out_dir, exist_ok=True)
     names, tac = detector.names, detector.setup.tac
     labels, test_scores = scored.labels, scored.scores
@@ -341,5 +413,4 @@ def _write(
     )
     data_files.write_json(os.path.join(out_dir, METRICS_FILE), metrics)
     report_lib.write_report(out_dir, metrics)
-    say(f"wrote {os.path.join(out_dir, 'report.md')}")
     return metrics
