@@ -23,6 +23,7 @@ from tac_jax.methods.sngp import predictive_variance, sngp_score
 from tac_jax.metrics import (
     Costs,
     accuracy_at_coverage,
+    augrc,
     aurc,
     auroc,
     bootstrap_ci,
@@ -100,6 +101,8 @@ def test_misclassification_table_matches_the_metrics():
         assert row["auroc"] == pytest.approx(roc_auc_score(correct, s), abs=1e-12)
         assert row["aurc"] == aurc(s, correct)
         assert row["e_aurc"] == e_aurc(s, correct)
+        assert row["augrc"] == augrc(s, correct)
+        assert list(row)[2:5] == ["aurc", "e_aurc", "augrc"]
         assert row["acc_at_90"] == accuracy_at_coverage(s, correct, 0.9)
         assert row["acc_at_80"] == accuracy_at_coverage(s, correct, 0.8)
         low, high = row["auroc_ci"]
@@ -582,6 +585,16 @@ def test_render_report_has_a_row_per_score_and_every_section(tmp_path):
     assert "**" in summary
     best = max(metrics["summary"].values(), key=lambda r: r["misclassification_auroc"])
     assert f"**{best['misclassification_auroc']:.4f}**" in summary
+    # AUGRC beside AURC and E-AURC, in the summary and the misclassification table, and
+    # in every summary row (what summary.csv and the seeds' aggregate read).
+    assert "| AURC ↓ | E-AURC ↓ | AUGRC ↓ |" in summary
+    misclassification = text.split("## Misclassification")[1].split("##")[0]
+    assert "| AURC ↓ | E-AURC ↓ | AUGRC ↓ |" in misclassification
+    best = min(metrics["summary"].values(), key=lambda r: r["augrc"])
+    assert f"**{best['augrc']:.4f}**" in summary
+    for name, row in metrics["summary"].items():
+        assert row["augrc"] == metrics["misclassification"][name]["augrc"]
+        assert list(row)[2:5] == ["aurc", "e_aurc", "augrc"]
     # The data files and the reliability diagram are named when the run wrote them.
     assert "scores.npz" not in text
     metrics = {**metrics, "files": ["summary.csv", "scores.npz"], "figures": ["reliability.png"]}

@@ -37,6 +37,20 @@ def test_table_bolds_the_best_mean():
     assert "**0.9100 ±" in msp_row and "**" not in tac_row.split("|")[2]
 
 
+def test_table_puts_augrc_after_aurc_lower_is_better():
+    runs = [_run(0.8, 0.9), _run(0.8, 0.9)]
+    for run, (tac, msp) in zip(runs, [(0.02, 0.03), (0.04, 0.01)], strict=True):
+        run["summary"]["tac"]["augrc"], run["summary"]["msp"]["augrc"] = tac, msp
+    lines = summary_table(aggregate_summaries(runs)).splitlines()
+    header = [cell.strip() for cell in lines[0].split("|")]
+    assert header.index("AUGRC") == header.index("AURC") + 1
+    column = header.index("AUGRC")
+    cells = {x.split("|")[1].strip(): x.split("|")[column] for x in lines[2:]}
+    assert cells["msp"].startswith(" **0.0200 ±") and "**" not in cells["tac"]
+    # Summaries from before AUGRC existed: no column.
+    assert "AUGRC" not in summary_table(aggregate_summaries([_run(0.8, 0.9)]))
+
+
 def test_no_runs_is_an_error():
     with pytest.raises(ValueError, match="expected at least one run"):
         aggregate_summaries([])

@@ -9,9 +9,12 @@ from sklearn import metrics as skm
 
 from tac_jax.metrics import (
     accuracy_at_coverage,
+    augrc,
     aurc,
+    e_augrc,
     e_aurc,
     misclassification_auroc,
+    optimal_augrc,
     risk_coverage_curve,
     selective,
 )
@@ -124,3 +127,95 @@ def test_bad_inputs_raise():
 
 def test_docstring_examples():
     assert doctest.testmod(selective).failed == 0
+
+
+def _generalized_rc_area(scores, correct):
+    """The generalized risk-coverage curve integrated as fd-shifts does: thresholds at
+    the distinct scores from the lowest up, one point per threshold, then (0, 0), joined
+    by straight lines (trapezoids)."""
+    order = np.argsort(scores, kind="stable")
+    s, wrong = scores[order], ~correct[order]
+    n = len(s)
+    coverage, risk = [1.0], [wrong.sum() / n]
+    for i in range(n - 1):  # reject the i + 1 lowest
+        if s[i] != s[i + 1]:
+            coverage.append((n - i - 1) / n)
+            risk.append(wrong[i + 1 :].sum() / n)
+    coverage.append(0.0)
+    risk.append(0.0)
+    coverage, risk = np.array(coverage), np.array(risk)
+    return float(np.sum((coverage[:-1] - coverage[1:]) * (risk[:-1] + risk[1:]) / 2))
+
+
+def test_augrc_four_example_hand_case():
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    correct = np.array([1, 0, 1, 0])
+    # Generalized risk at coverage k/4: 0, 1/4, 1/4, 2/4, from (0, 0); trapezoids of 1/4.
+    assert augrc(scores, correct) == pytest.approx((0 + 1 / 8 + 1 / 4 + 3 / 8) / 4)
+    assert optimal_augrc(correct) == 0.125  # err = 1/2
+    assert e_augrc(scores, correct) == pytest.approx(0.1875 - 0.125)
+    # A tie group of two with one error: its segment is the straight line 0 → 1/3.
+    scores = np.array([0.9, 0.5, 0.5])
+    correct = np.array([True, True, False])
+    assert augrc(scores, correct) == pytest.approx((0 + (0 + 1 / 3) / 2 * 2) / 3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("decimals", [None, 1, 0])
+def test_augrc_matches_a_direct_integration(seed, decimals):
+    scores, correct = _random(seed, decimals)
+    assert augrc(scores, correct) == pytest.approx(_generalized_rc_area(scores, correct), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_augrc_is_err_squared_half_plus_the_auroc_shortfall(seed, decimals):
+    # Two independent draws: the first wrong and ranked above the second (ties half).
+    scores, correct = _random(seed, decimals)
+    err = 1 - correct.mean()
+    shortfall = err * (1 - err) * (1 - skm.roc_auc_score(correct, scores))
+    assert augrc(scores, correct) == pytest.approx(err**2 / 2 + shortfall, rel=1e-12)
+    assert e_augrc(scores, correct) == pytest.approx(shortfall, rel=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_augrc_equals_average_over_tie_orders(seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 3, size=7).astype(float)
+    correct = rng.random(7) < 0.6
+    groups = [np.flatnonzero(scores == v) for v in np.unique(scores)[::-1]]
+    areas = []
+    for perms in itertools.product(*(itertools.permutations(g) for g in groups)):
+        order = np.concatenate(perms)
+        areas.append(_generalized_rc_area(-np.arange(7.0), correct[order]))
+    assert augrc(scores, correct) == pytest.approx(np.mean(areas), rel=1e-12)
+
+
+def test_augrc_optimum_and_random_ranking():
+    correct = np.array([1, 1, 1, 0, 1, 0, 0, 1, 1, 0], bool)  # err = 0.4
+    perfect = correct.astype(float) + np.linspace(0, 0.1, 10)
+    assert augrc(perfect, correct) == pytest.approx(0.4**2 / 2, abs=1e-15)
+    assert e_augrc(perfect, correct) == pytest.approx(0.0, abs=1e-15)
+    assert augrc(-perfect, correct) == pytest.approx(0.4**2 / 2 + 0.4 * 0.6)  # AUROC 0
+    # All tied: the straight line from (0, 0) to (1, err), area err / 2.
+    assert augrc(np.zeros(10), correct) == pytest.approx(0.2)
+    # Random scores: E[errors(top k)] = k·err, so E[AUGRC] = err / 2 exactly; here the
+    # mean over every one of the 4! orders of four examples, then over random ones.
+    small = np.array([True, False, True, True])
+    areas = [augrc(np.array(p, float), small) for p in itertools.permutations(range(4))]
+    assert np.mean(areas) == pytest.approx(0.25 / 2, rel=1e-12)
+    rng = np.random.default_rng(0)
+    correct = rng.random(200) < 0.7
+    areas = [augrc(rng.random(200), correct) for _ in range(300)]
+    assert np.mean(areas) == pytest.approx((1 - correct.mean()) / 2, abs=0.003)
+    assert optimal_augrc(np.ones(5)) == 0.0 and optimal_augrc(np.zeros(5, bool)) == 0.5
+    assert augrc(np.arange(5.0), np.zeros(5, bool)) == pytest.approx(0.5)
+
+
+def test_augrc_bad_inputs_raise():
+    with pytest.raises(ValueError, match="expected"):
+        augrc([0.1, 0.2], [1, 0, 1])
+    with pytest.raises(ValueError, match="expected"):
+        augrc([0.1, np.nan], [1, 0])
+    with pytest.raises(ValueError, match="expected"):
+        optimal_augrc([])

@@ -16,9 +16,12 @@ from tac_jax.metrics.guarantee import (
 from tac_jax.metrics.ood import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics, roc_curve
 from tac_jax.metrics.selective import (
     accuracy_at_coverage,
+    augrc,
     aurc,
+    e_augrc,
     e_aurc,
     misclassification_auroc,
+    optimal_augrc,
     risk_coverage_curve,
 )
 from tac_jax.metrics.value import (
@@ -39,6 +42,7 @@ __all__ = [
     "aggregate_seeds",
     "aupr_in",
     "aupr_out",
+    "augrc",
     "aurc",
     "auroc",
     "best_threshold",
@@ -47,6 +51,7 @@ __all__ = [
     "bootstrap_ci_two_sample",
     "brier",
     "disagreement_policy",
+    "e_augrc",
     "e_aurc",
     "ece",
     "fpr_at_tpr",
@@ -56,6 +61,7 @@ __all__ = [
     "misclassification_auroc",
     "nll",
     "ood_metrics",
+    "optimal_augrc",
     "reliability_bins",
     "repeated_splits",
     "risk_coverage_curve",

@@ -1,12 +1,13 @@
-"""Misclassification detection and selective classification: risk-coverage, AURC, E-AURC.
+"""Misclassification detection and selective classification: risk-coverage, AURC, E-AURC,
+AUGRC, E-AUGRC.
 
 A selective classifier accepts the examples with the highest confidence scores and
 rejects the rest. Risk is the error rate among the accepted, coverage the accepted
 fraction. Tied scores are one group: a threshold accepts all of a group or none of it.
-Where a metric asks for a coverage that falls inside a group (AURC, E-AURC, accuracy at
-a coverage), the group is accepted in random order and the *expected* value is reported,
-which is exact and needs no sampling: the expected number of errors among the first
-``j`` of a group of ``g`` with ``e`` errors is ``j * e / g``. Without ties this is the
+Where a metric asks for a coverage that falls inside a group (AURC, E-AURC, AUGRC,
+accuracy at a coverage), the group is accepted in random order and the *expected* value
+is reported, which is exact and needs no sampling: the expected number of errors among
+the first ``j`` of a group of ``g`` with ``e`` errors is ``j * e / g``. Without ties this is the
 usual per-example definition.
 """
 
@@ -144,6 +145,86 @@ def e_aurc(scores: ArrayLike, correct: ArrayLike) -> float:
     s, c = _scores_and_correct(scores, correct)
     k = np.arange(1, s.size + 1)
     return float(np.mean(_expected_errors(s, c) / k)) - _optimal_aurc(c)
+
+
+def augrc(scores: ArrayLike, correct: ArrayLike) -> float:
+    """Area under the generalized risk-coverage curve (Traub et al., NeurIPS 2024).
+
+    The generalized risk at a threshold is the fraction of *all* examples that are
+    accepted and wrong, ``errors(top k) / n`` at coverage ``k / n`` (AURC divides by the
+    ``k`` accepted instead, which lets a few early errors dominate it). The curve runs
+    from ``(0, 0)`` to ``(1, error rate)`` and is integrated by the trapezoidal rule, as
+    the reference implementation (fd-shifts, IML-DKFZ) does:
+    ``AUGRC = (1/n) sum_{k=1..n} (errors(top k-1) + errors(top k)) / (2n)``. (The
+    right-endpoint sum of `aurc` would add ``err / (2n)`` here and put a perfect
+    ranking above ``err² / 2``.)
+
+    Ties: fd-shifts puts one curve point per distinct score and joins the points by
+    straight lines; the expected error count inside a tie group (the module docstring)
+    is that same line, so the two conventions give the same number. Values are on
+    ``[0, 1]``, not fd-shifts' display scale of 1000.
+
+    It is the probability that, of two examples drawn independently, the first is wrong
+    and ranked above the second (a tie, drawing the same example included, counting
+    half), which is ``err² / 2 + err · acc · (1 − AUROC)`` with the misclassification
+    AUROC: lower is better, a perfect ranking scores `optimal_augrc` (``err² / 2``) and
+    a random one ``err / 2`` in expectation.
+
+    Args:
+      scores: 1-D confidence scores, higher meaning "more likely correct".
+      correct: 1-D bool or 0/1, whether each prediction was right.
+
+    Returns:
+      AUGRC in [0, 1/2].
+
+    Generalized risks at k = 1..4 are 0, 1/4, 1/4, 2/4; trapezoids of width 1/4:
+
+    >>> augrc([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0])  # (0 + 1/8 + 1/4 + 3/8) / 4
+    0.1875
+    """
+    s, c = _scores_and_correct(scores, correct)
+    errors = _expected_errors(s, c)
+    # sum_k (E_{k-1} + E_k) = 2 sum_k E_k - E_n, with E_0 = 0.
+    return float((2.0 * errors.sum() - errors[-1]) / (2.0 * s.size * s.size))
+
+
+def optimal_augrc(correct: ArrayLike) -> float:
+    """The AUGRC of a perfect ranking (every right prediction before any wrong one):
+    ``err² / 2`` with ``err`` the error rate.
+
+    The trapezoidal sum of `augrc` gives exactly this over its ``m`` trailing errors,
+    ``sum_{j=1..m} (2j - 1) / (2n²) = m² / (2n²)``, so the discrete optimum and the
+    continuous one (fd-shifts' formula) agree and a perfect ranking's `e_augrc` is 0.
+
+    Args:
+      correct: 1-D bool or 0/1, whether each prediction was right.
+
+    Returns:
+      ``err² / 2`` in [0, 1/2].
+
+    >>> optimal_augrc([1, 0, 1, 0])
+    0.125
+    """
+    err = 1.0 - float(np.mean(as_binary(correct, "correct")))
+    return 0.5 * err * err
+
+
+def e_augrc(scores: ArrayLike, correct: ArrayLike) -> float:
+    """Excess AUGRC: `augrc` minus `optimal_augrc`, what the ranking loses against a
+    perfect one at the same accuracy (fd-shifts' ``e-augrc``); it equals
+    ``err · acc · (1 − AUROC)``.
+
+    Args:
+      scores: 1-D confidence scores, higher meaning "more likely correct".
+      correct: 1-D bool or 0/1, whether each prediction was right.
+
+    Returns:
+      E-AUGRC >= 0; lower is better.
+
+    >>> e_augrc([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0])
+    0.0625
+    """
+    return augrc(scores, correct) - optimal_augrc(correct)
 
 
 def accuracy_at_coverage(scores: ArrayLike, correct: ArrayLike, coverage: float) -> float:

@@ -16,6 +16,7 @@ HEADLINE = (
     ("mean_ood_auroc_corruption", "corruption AUROC", True),
     ("mean_ood_auroc_synthetic", "synthetic AUROC", True),
     ("aurc", "AURC", False),
+    ("augrc", "AUGRC", False),
     ("value_c_err_1", "value, c_err=1", True),
     ("value_c_err_5", "value, c_err=5", True),
     ("value_c_err_10", "value, c_err=10", True),

@@ -71,6 +71,7 @@ def summary_rows(metrics: dict[str, Any], names: Sequence[str]) -> dict[str, dic
             "misclassification_auroc": mis["auroc"],
             "aurc": mis["aurc"],
             "e_aurc": mis["e_aurc"],
+            "augrc": mis["augrc"],
             "acc_at_90": mis.get("acc_at_90"),
         }
         for key, value in metrics["ood"]["mean_auroc"].get(name, {}).items():

@@ -11,11 +11,12 @@ number; NaN and infinities are ``null``. Its top-level keys:
   val_size, test_size, value_test_size, costs, seconds.
 - ``scores``: ``{score: {family, formula}}``.
 - ``summary``: one row per score: family, misclassification_auroc, aurc, e_aurc,
-  acc_at_90, mean_ood_auroc, mean_ood_auroc_<kind>, value_c_err_<c>.
+  augrc, acc_at_90, mean_ood_auroc, mean_ood_auroc_<kind>, value_c_err_<c>.
 - ``accuracy``: base (the base head), tac and agreement (TAC runs).
 - ``calibration``: ece (15 bins), brier, nll of the base head's softmax.
-- ``misclassification``: ``{score: {auroc, auroc_ci, aurc, e_aurc, acc_at_80,
-  acc_at_90, acc_at_95}}`` on the test split, for the base head's predictions.
+- ``misclassification``: ``{score: {auroc, auroc_ci, aurc, e_aurc, augrc, acc_at_80,
+  acc_at_90, acc_at_95}}`` on the test split, for the base head's predictions; augrc
+  is the area under the generalized risk-coverage curve (Traub et al., 2024).
 - ``ood``: ``sets``: ``{set: {kind, size, [accuracy, tac_accuracy], scores: {score:
   {auroc, auroc_ci, aupr_in, aupr_out, fpr_at_95_tpr}}}}``; ``mean_auroc``:
   ``{score: {all, near, far, corruption, synthetic}}`` (kinds present only).
@@ -194,8 +195,8 @@ def _summary_section(m: Mapping[str, Any]) -> list[str]:
     grid = m["value"]["c_err"]
     shown = [c for c in (grid[0], 5.0, grid[-1]) if c in grid]
     shown = list(dict.fromkeys(shown))
-    header = ["score", "misclass. AUROC ↑", "AURC ↓", "E-AURC ↓", "acc@90% ↑"]
-    better: list[str | None] = [None, "high", "low", "low", "high"]
+    header = ["score", "misclass. AUROC ↑", "AURC ↓", "E-AURC ↓", "AUGRC ↓", "acc@90% ↑"]
+    better: list[str | None] = [None, "high", "low", "low", "low", "high"]
     has_ood = bool(m["ood"]["sets"])
     if has_ood:
         header += ["mean OOD AUROC ↑"] + [f"{k} ↑" for k in kinds]
@@ -209,6 +210,7 @@ def _summary_section(m: Mapping[str, Any]) -> list[str]:
             r["misclassification_auroc"],
             r["aurc"],
             r["e_aurc"],
+            r.get("augrc"),
             r["acc_at_90"],
         ]
         if has_ood:
@@ -286,6 +288,7 @@ def _misclassification_section(m: Mapping[str, Any]) -> list[str]:
         "AUROC ↑ [95% CI]",
         "AURC ↓",
         "E-AURC ↓",
+        "AUGRC ↓",
         "acc@80% ↑",
         "acc@90% ↑",
         "acc@95% ↑",
@@ -296,6 +299,7 @@ def _misclassification_section(m: Mapping[str, Any]) -> list[str]:
             _with_ci(r["auroc"], r.get("auroc_ci")),
             r["aurc"],
             r["e_aurc"],
+            r.get("augrc"),
             r.get("acc_at_80"),
             r.get("acc_at_90"),
             r.get("acc_at_95"),
@@ -306,9 +310,11 @@ def _misclassification_section(m: Mapping[str, Any]) -> list[str]:
         "## Misclassification detection and selective classification",
         "",
         "Correct predictions of the base head are the positives. acc@X% is the accuracy "
-        "on the X% most confident test examples.",
+        "on the X% most confident test examples. AUGRC integrates the generalized risk, "
+        "the share of all test examples accepted and wrong, over coverage (Traub et al., "
+        "2024): err²/2 for a perfect ranking, err/2 for a random one.",
         "",
-        markdown_table(header, rows, [None, "high", "low", "low", "high", "high", "high"]),
+        markdown_table(header, rows, [None, "high", "low", "low", "low", "high", "high", "high"]),
         "",
     ]
 

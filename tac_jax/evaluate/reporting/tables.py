@@ -23,6 +23,7 @@ import numpy as np
 from tac_jax.metrics import (
     Costs,
     accuracy_at_coverage,
+    augrc,
     aurc,
     brier,
     disagreement_policy,
@@ -196,7 +197,8 @@ def misclassification_table(
       seed: the resampling seed.
 
     Returns:
-      ``{name: {"auroc", "auroc_ci", "aurc", "e_aurc", "acc_at_80", ...}}``; ``auroc``
+      ``{name: {"auroc", "auroc_ci", "aurc", "e_aurc", "augrc", "acc_at_80", ...}}``
+      (``augrc``: `tac_jax.metrics.augrc`, Traub et al.'s generalized risk); ``auroc``
       is NaN when every prediction is right (or every one wrong).
     """
     correct = np.asarray(correct, bool)
@@ -209,6 +211,7 @@ def misclassification_table(
             "auroc_ci": None,
             "aurc": aurc(s, correct),
             "e_aurc": e_aurc(s, correct),
+            "augrc": augrc(s, correct),
         }
         if bootstrap and both:
             row["auroc_ci"] = _ci(
