@@ -218,7 +218,7 @@ def fit_or_load(
     (saved to ``path``, atomically).
 
     A cache that cannot be read (cut short, damaged) is refitted and rewritten, with a
-    one-line warning on the ``tac_jax`` logger; a cache that cannot be written (a
+    one-line warning (this module's logger); a cache that cannot be written (a
     read-only run directory) is warned about and the fitted statistics are returned.
 
     Args:
@@ -246,8 +246,8 @@ def fit_or_load(
         save_fitted(path, fitted)
     except OSError as error:
         _logger.warning(
-            "tac_jax: warning: could not save the fitted statistics to %s (%s); they are "
-            "fitted again next time", path, error.strerror or error,
+            "could not save the fitted statistics to %s (%s); they are fitted again next time",
+            path, error.strerror or error,
         )  # fmt: skip
         return fitted
     if log:
@@ -267,9 +267,7 @@ def _read_cache(path: str | os.PathLike) -> Fitted | None:
     except _UNREADABLE as error:
         lines = str(error).strip().splitlines()
         why = lines[0] if lines else type(error).__name__
-        _logger.warning(
-            "tac_jax: warning: ignoring unreadable fitted statistics %s (%s); refitting", path, why
-        )
+        _logger.warning("ignoring unreadable fitted statistics %s (%s); refitting", path, why)
         return None
 
 
