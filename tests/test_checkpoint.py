@@ -143,9 +143,28 @@ def _garble_data(step_dir: pathlib.Path) -> None:
         p.write_bytes(b"not a checkpoint" * 8)
 
 
+def _flip_bytes(step_dir: pathlib.Path) -> None:
+    """Inverts 8 bytes in the middle of the largest array file: with arrays of some size,
+    damage that orbax reads back without an error, which only the checksums see."""
+    arrays = [p for p in _data_files(step_dir) if p.parent.parent.name.startswith("ocdbt.")]
+    target = max(arrays, key=lambda p: p.stat().st_size)
+    data = bytearray(target.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])
+    target.write_bytes(bytes(data))
+
+
+def _garble_metadata(step_dir: pathlib.Path) -> None:
+    (step_dir / "metadata" / "metadata").write_text('{"half": ')
+
+
 # Orbax can leave an asyncio callback behind when a read fails; it is noise, not a failure.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("damage", [_delete_data, _garble_data], ids=["deleted", "garbled"])
+@pytest.mark.parametrize(
+    "damage",
+    [_delete_data, _garble_data, _garble_metadata],
+    ids=["deleted", "garbled", "garbled-metadata"],
+)
 def test_damaged_latest_falls_back_to_previous(tmp_path, damage):
     states = {1: make_state(1), 2: make_state(2)}
     with Checkpointer(tmp_path, every_steps=1) as ckpt:
@@ -176,9 +195,54 @@ def test_no_usable_checkpoint_returns_none(tmp_path):
     _delete_data(tmp_path / "bad" / "1")
     with Checkpointer(tmp_path / "bad") as ckpt, pytest.warns(RuntimeWarning) as record:
         assert ckpt.restore_latest({"x": jnp.zeros(2)}) is None
+        # Set aside, so that a run starting from scratch saves step 1 again.
+        assert ckpt.all_steps() == []
+        assert ckpt.save(1, {"x": jnp.ones(2)}, force=True)
     messages = [str(w.message) for w in record]
     assert any("step 1" in m for m in messages)
     assert any(m.startswith("None of the 1 checkpoints") for m in messages)
+    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["1", "1.damaged"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_unreadable_metadata_is_skipped_by_read_metadata(tmp_path):
+    with Checkpointer(tmp_path, every_steps=1) as ckpt:
+        ckpt.save(1, {"x": jnp.zeros(2)}, metadata={"v": 1})
+        ckpt.save(2, {"x": jnp.zeros(2)}, metadata={"v": 2})
+    _garble_metadata(tmp_path / "2")
+    with Checkpointer(tmp_path) as ckpt:
+        with pytest.warns(RuntimeWarning, match="metadata of checkpoint step 2"):
+            assert ckpt.read_metadata() == {"v": 1}
+        with pytest.raises(ValueError):
+            ckpt.read_metadata(2)
+
+
+def test_flipped_bytes_are_found_by_the_checksums_unless_none_were_saved(tmp_path):
+    """Orbax reads flipped bytes back as other values; the checksums saved with the state
+    catch them. Checkpoints written before the checksums existed hold none: they still
+    restore, unchecked."""
+    x = jnp.arange(4096.0)
+    with Checkpointer(tmp_path, every_steps=1) as ckpt:
+        ckpt.save(1, {"x": x}, metadata={"v": 1})
+        ckpt.save(2, {"x": x}, metadata={"v": 2})
+    _flip_bytes(tmp_path / "2")
+    with Checkpointer(tmp_path) as ckpt, pytest.warns(RuntimeWarning, match="checksums"):
+        assert ckpt.restore_latest({"x": jnp.zeros(4096)})[0] == 1
+    path = tmp_path / "1" / "metadata" / "metadata"
+    raw = json.loads(path.read_text())
+    del raw[checkpoint.CHECKSUMS_KEY]
+    path.write_text(json.dumps(raw))
+    _flip_bytes(tmp_path / "1")
+    with Checkpointer(tmp_path) as ckpt:
+        step, state = ckpt.restore_latest({"x": jnp.zeros(4096)})
+        assert ckpt.read_metadata() == {"v": 1}
+    # Without checksums the same damage goes unnoticed: nothing recorded what it was.
+    assert step == 1 and not np.array_equal(np.asarray(state["x"]), np.asarray(x))
+
+
+def test_reserved_metadata_key_is_refused(tmp_path):
+    with Checkpointer(tmp_path) as ckpt, pytest.raises(TypeError, match="reserved key"):
+        ckpt.save(1, {"x": jnp.zeros(1)}, metadata={checkpoint.CHECKSUMS_KEY: 1}, force=True)
 
 
 def test_restore_into_named_sharding(tmp_path):
