@@ -56,9 +56,17 @@ from tac_jax.scores import (
     vim_score,
 )
 from tac_jax.scores import tac as tac_lib
+from tac_jax.scores.boundary import fdbd_score, fit_boundary, nci_score
 from tac_jax.scores.entry import HeldData
+from tac_jax.scores.feature import (
+    fit_background,
+    fit_mahalanobis_pp,
+    mahalanobis_pp_score,
+    rmds_score,
+)
 from tac_jax.scores.logits import doctor, doctor_beta, gen, maxlogit_pnorm
 from tac_jax.scores.purview import fit_purview_detector, purview_detector_score
+from tac_jax.scores.shaping import ash_s_energy, scale_energy
 from tac_jax.train.config import default_config
 from tac_jax.train.setup import build_setup
 from tac_jax.train.step import as_float_images
@@ -369,6 +377,16 @@ def test_compute_scores_matches_the_score_functions():
         knn=knn_score(fit_knn(train["penultimate"]), f, k=5),
         react=react_energy(f, *head, react_threshold(train["penultimate"], 90.0)),
         vim=vim_score(fit_vim(train["penultimate"], *head, 3), f, z),
+        rmds=rmds_score(
+            fit_mahalanobis(train["penultimate"], labels, 3),
+            fit_background(train["penultimate"]),
+            f,
+        ),
+        mahalanobis_pp=mahalanobis_pp_score(fit_mahalanobis_pp(train["penultimate"], labels, 3), f),
+        fdbd=fdbd_score(fit_boundary(train["penultimate"], *head), f),
+        nci=nci_score(fit_boundary(train["penultimate"], *head), f),
+        scale=scale_energy(f, *head),
+        ash_s=ash_s_energy(f, *head),
         gradnorm=gradnorm(f, z),
         purview=test["purview"].sum(1),
         purview_detector=purview_detector_score(

@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-# matplotlib's tab10, then colours from tab20/tab20b/Set1/Dark2/Paired added greedily,
-# each the farthest (CIELAB) from those already chosen; too light ones left out. Every
-# pair differs by ΔE > 23, enough for the 23 scores of the largest run.
+# matplotlib's tab10, then colours from tab20/tab20b/tab20c/Set1/Set2/Set3/Dark2/Paired/
+# Accent added greedily, each the farthest (CIELAB) from those already chosen; too light
+# ones (L* ≥ 88) and those within 0.13 (RGB) of one chosen left out. The first 26 differ
+# pairwise by ΔE > 23, all 38 by ΔE > 17: enough for the 33 scores of the largest run (a
+# figure draws at most 8 of them).
 PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
     "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#a1d99b", "#ffbb78", "#f0027f",
     "#637939", "#fb9a99", "#aec7e8", "#1b9e77", "#b15928", "#393b79", "#e6ab02",
-    "#8c6d31", "#7b4173", "#bd9e39", "#f7b6d2", "#9c9ede",
+    "#8c6d31", "#7b4173", "#bd9e39", "#f7b6d2", "#9c9ede", "#e5d8bd", "#b3de69",
+    "#dbdb8d", "#fc8d62", "#c49c94", "#8dd3c7", "#d6616b", "#ffd92f", "#bc80bd",
+    "#bdbdbd", "#e6550d", "#31a354",
 )  # fmt: skip
 # Line widths: TAC's scores drawn thicker so they stand out.
 _TAC_WIDTH, _WIDTH = 2.2, 1.1
