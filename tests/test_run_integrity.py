@@ -24,8 +24,6 @@ from tac_jax import cli
 from tac_jax.run import RunDir, UnfinishedRunError
 from tac_jax.train.checkpoint import latest_step
 
-pytestmark = [pytest.mark.slow]
-
 CLI_WORKER = ROOT / "tests" / "_cli_worker.py"
 TINY = (
     "--config.mode=base",
@@ -71,6 +69,22 @@ def one_line(err: str) -> str:
     return err.strip()
 
 
+def test_demo_stopped_by_sigterm_exits_75_without_evaluating(monkeypatch, tmp_path):
+    import tac_jax.demo
+
+    # run_demo returns None, not metrics, when a training stopped on SIGTERM.
+    monkeypatch.setattr(tac_jax.demo, "run_demo", lambda *args, **kwargs: None)
+    assert cli.main(["demo", "--workdir", str(tmp_path)]) == cli.EXIT_PREEMPTED == 75
+
+
+def test_train_help_lists_the_exit_codes_and_fresh(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--fresh" in out and "previous-<UTC time>/" in out
+    assert "\n  75  preempted (SIGTERM)" in out and "\n  2   refused, one line" in out
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One finished run (checkpoints at steps 4 and 8) and its step-8 parameters."""
@@ -101,6 +115,7 @@ def garble_metadata(step_dir) -> None:
     (step_dir / "metadata" / "metadata").write_text('{"config": {"steps": 8,')
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_flipped_bytes_in_the_final_checkpoint_are_redone_from_the_previous_one(trained, copy):
     flip_bytes(copy / "ckpt" / "8")
@@ -112,6 +127,7 @@ def test_flipped_bytes_in_the_final_checkpoint_are_redone_from_the_previous_one(
     assert json.loads((copy / "final_metrics.json").read_text())["step"] == 8
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_reader_refuses_a_run_whose_final_checkpoint_is_damaged(copy, tmp_path, capsys):
     garble_metadata(copy / "ckpt" / "8")
@@ -134,6 +150,7 @@ def test_a_reader_refuses_a_run_whose_final_checkpoint_is_damaged(copy, tmp_path
     )
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_when_every_checkpoint_is_damaged_training_restarts_and_saves(trained, copy):
     flip_bytes(copy / "ckpt" / "4")
@@ -152,6 +169,7 @@ def test_when_every_checkpoint_is_damaged_training_restarts_and_saves(trained, c
         assert_same_params(copy, trained[1])
 
 
+@pytest.mark.slow
 def test_a_changed_config_is_refused_and_fresh_sets_the_old_run_aside(copy, capsys):
     before = sorted(p.name for p in copy.rglob("*"))
     assert cli.main(train_args(copy, "--config.model.features=16")) == 2
@@ -191,6 +209,7 @@ def read_until(proc: subprocess.Popen, line: str) -> None:
         assert got, f"exited before {line!r}: {proc.stderr.read()[-3000:]}"
 
 
+@pytest.mark.slow
 def test_sigterm_exits_75_and_the_unfinished_run_is_refused_until_resumed(
     trained, tmp_path, capsys
 ):
@@ -228,6 +247,7 @@ def test_sigterm_exits_75_and_the_unfinished_run_is_refused_until_resumed(
     assert_same_params(workdir, trained[1], exact=False)
 
 
+@pytest.mark.slow
 def test_a_second_training_is_refused_and_kill_9_leaves_no_stale_lock(trained, tmp_path, capsys):
     workdir = tmp_path / "run"
     procs = [start(workdir, f"--config.seed={seed}") for seed in (0, 1)]
