@@ -66,6 +66,10 @@ def test_claim_records_then_refuses_another_config(tmp_path):
     _checkpoint(run)
     config.steps = 7  # resumable
     claim_identity(run, config)
+    config.steps = 0  # below the step reached (1)
+    with pytest.raises(IdentityChangedError, match=r"expected config.steps >= 1, .* got 0"):
+        claim_identity(run, config)
+    config.steps = 1
     config.seed, config.model.features = 2, (8,)
     with pytest.raises(IdentityChangedError) as refused:
         claim_identity(run, config)

@@ -144,7 +144,9 @@ def claim_identity(run: RunDir, config: ml_collections.ConfigDict) -> None:
 
     Raises:
       IdentityChangedError: listing the changed keys, when the directory holds
-        checkpoints or metrics of a run with another identity.
+        checkpoints or metrics of a run with another identity; or when ``config.steps``
+        is below the step its checkpoints have reached (a run extends, it does not
+        shrink: its final metrics would describe a later state).
     """
     current = run_identity(config)
     recorded = _recorded(run) if _has_training(run) else None
@@ -158,6 +160,13 @@ def claim_identity(run: RunDir, config: ml_collections.ConfigDict) -> None:
                 f"expected the config of the run in {run.path}, got changed keys: {shown}. "
                 "Keep them, or pass --fresh (fresh=True) to set the old run aside into "
                 "previous-<time>/ and start again"
+            )
+        reached = latest_step(run.checkpoints)
+        if reached is not None and reached > int(config.steps):
+            raise IdentityChangedError(
+                f"expected config.steps >= {reached}, the step the run in {run.path} has "
+                f"reached, got {config.steps}: train as long or longer, or pass --fresh "
+                "(fresh=True) to set the old run aside and start again"
             )
         if os.path.exists(run.identity_file):
             return
