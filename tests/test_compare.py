@@ -13,6 +13,8 @@ def metrics(method="none", scores=("tac", "msp", "knn"), seed=0, accuracy=0.9):
         name: {
             "family": families[name],
             "misclassification_auroc": 0.5 + 0.1 * i,
+            "augrc": 0.02 - 0.001 * i,
+            "sgr_coverage_r0.05": 0.4 + 0.1 * i,
             "mean_ood_auroc": 0.6 + 0.1 * i,
             "mean_ood_auroc_far": 0.7,
             "value_c_err_1": 0.3,
@@ -85,8 +87,13 @@ def test_rows_carry_each_run_and_score():
     ens_mi = table["scores"][-1]
     assert ens_mi["misclassification_auroc"] == pytest.approx(0.6)
     assert ens_mi["adversarial_auroc_base_eps0.1"] == 0.55
+    assert ens_mi["augrc"] == pytest.approx(0.019)
+    assert ens_mi["sgr_coverage_r0.05"] == pytest.approx(0.5)
     text = compare.render_compare(table)
-    assert "| ens | `ensemble_mi` | 0.600 | 0.700 |" in text
+    # AUGRC: lower is better (bold at the lowest); guaranteed coverage: higher is better.
+    assert "| ens | `ensemble_mi` | 0.600 | 0.019 | 0.500 | 0.700 |" in text
+    assert "| tac | `knn` | **0.700** | **0.018** | **0.600** |" in text
+    assert "coverage at risk ≤ 0.05 (SGR) ↑" in text
     assert "| ens | ensemble | **0.920** |" in text
     assert "| **0.400** | **0.300** | **0.200** | **0.300** |" in text  # ties: all bold
     assert "base ε=0.1" in text

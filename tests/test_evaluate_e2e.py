@@ -88,8 +88,32 @@ def test_evaluate_run_writes_the_report_metrics_and_figures(runs):
     assert set(metrics["value"]["policies"]) == {
         "base_gated_by_msp", "base_gated_by_tac", "tac_where_disagree", "reject_where_disagree",
     }  # fmt: skip
+    # Guaranteed risk: every score × method × r*, calibrated on the validation split; the
+    # deployed coverage and risk are those of the threshold on the test split.
+    guarantee = metrics["guarantee"]
+    assert guarantee["calibration"] == "validation" and guarantee["pool"] == "validation+test"
+    rows = guarantee["rows"]
+    assert len(rows) == len(SCORES) * 2 * 3
+    assert {(r["method"], r["risk"]) for r in rows} == {
+        (m, r) for m in ("sgr", "ltt") for r in (0.02, 0.05, 0.1)
+    }
+    with np.load(out / "scores.npz") as stored:
+        test_correct = stored["test/prediction"] == stored["test/label"]
+        for r in rows[:12]:
+            accepted = stored[f"test/{r['score']}"] >= (
+                np.inf if r["threshold"] is None else r["threshold"]
+            )
+            assert r["test_coverage"] == pytest.approx(accepted.mean())
+            if accepted.any():
+                assert r["test_risk"] == pytest.approx(1 - test_correct[accepted].mean())
+            assert 0.0 <= r["split_held_fraction"] <= 1.0
+    assert metrics["summary"]["msp"]["sgr_coverage_r0.05"] == next(
+        r["test_coverage"] for r in rows
+        if r["score"] == "msp" and r["method"] == "sgr" and r["risk"] == 0.05
+    )  # fmt: skip
     text = (out / "report.md").read_text()
     assert "## Summary" in text and "| `tac` |" in text and "| `tac_weighted` |" in text
+    assert "## Selective classification with a guaranteed risk" in text and "AUGRC ↓" in text
     assert "## TAC per layer" in text and "| `dense2` |" in text
     for name in metrics["figures"]:
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
@@ -174,6 +198,9 @@ def test_a_base_only_run_has_no_tac_rows(runs, tmp_path):
     assert 0.0 <= entry["scores"]["msp"]["auroc"] <= 1.0
     ev = metrics["evaluation"]
     assert ev["threshold_split"] == "test_half" and ev["test_size"] == 512
+    # No validation split: the guaranteed-risk thresholds calibrate on half the test split.
+    assert metrics["guarantee"]["calibration"] == "test_half"
+    assert metrics["guarantee"]["val_size"] + metrics["guarantee"]["test_size"] == 512
 
 
 def test_cli_evaluate_refuses_a_foreign_suite_or_set_before_scoring(runs, tmp_path, capsys):

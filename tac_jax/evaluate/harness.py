@@ -316,9 +316,8 @@ def _measure(
         sets, score, only, has_tac, bootstrap, seed, say
     )
     say("value, calibration and misclassification tables")
-    value, split_info = measure.value_metrics(
-        test_scores, labels, splits.get("validation"), score, names, grid, costs, seed
-    )
+    held = measure.thresholds(test_scores, labels, splits.get("validation"), score, seed)
+    value = measure.value_metrics(held, names, grid, costs)
     accuracy = {"base": float(np.mean(correct))}
     if has_tac:
         accuracy["tac"] = float(np.mean(test_scores["tac_prediction"] == labels))
@@ -331,7 +330,7 @@ def _measure(
         "run": report_lib.run_summary(
             detector.run.path, setup, detector.step, splits, detector.forward.layers
         ),
-        "split_info": split_info,
+        "split_info": held.info(),
         "scores": {n: {"family": SCORES[n].family, "formula": SCORES[n].formula} for n in names},
         "accuracy": accuracy,
         "calibration": tables.calibration_metrics(test_out["logits"], labels),
@@ -342,6 +341,8 @@ def _measure(
         "value": value,
         "non_finite": tables.non_finite_counts(only),
     }
+    say("guaranteed-risk thresholds")
+    metrics["guarantee"] = measure.guarantee_metrics(held, names, seed)
     if has_tac:
         say("per-layer diagnostics")
         codes = setup.tac.codes

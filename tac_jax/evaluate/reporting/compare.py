@@ -23,6 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from tac_jax.evaluate.reporting.colours import colour_map
+from tac_jax.evaluate.reporting.guarantee import DELTA
 from tac_jax.evaluate.reporting.markdown import markdown_table
 
 METRICS = os.path.join("report", "metrics.json")
@@ -30,6 +31,8 @@ METRICS = os.path.join("report", "metrics.json")
 SAME = ("suite", "num_ood", "severities", "seed", "test_size", "epsilons")
 METHOD_FAMILIES = ("confidence", "ensemble", "sngp")
 VALUE_COSTS = (1, 5, 10)
+# The target risk whose guaranteed (SGR) coverage the table shows.
+GUARANTEE_RISK = 0.05
 
 
 def load_metrics(workdir: str | os.PathLike) -> dict[str, Any]:
@@ -164,6 +167,8 @@ def compare_rows(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
                 "score": name,
                 "family": s["family"],
                 "misclassification_auroc": s["misclassification_auroc"],
+                "augrc": s.get("augrc"),
+                f"sgr_coverage_r{GUARANTEE_RISK:g}": s.get(f"sgr_coverage_r{GUARANTEE_RISK:g}"),
                 "mean_ood_auroc": s.get("mean_ood_auroc"),
             }
             for kind in ("near", "far", "corruption", "synthetic"):
@@ -183,9 +188,12 @@ def render_compare(table: Mapping[str, Any]) -> str:
         "# Every method, side by side",
         "",
         *([f"![{table['figure']}]({table['figure']})", ""] if table.get("figure") else []),
-        "Each row is measured on its own run: misclassification and value against that "
-        "run's own predictions, OOD and attack detection against its own test scores. The "
-        "runs share the suite, seed, corrupted copies and attacked test subset.",
+        "Each row is measured on its own run: misclassification, AUGRC, guaranteed "
+        "coverage and value against that run's own predictions, OOD and attack detection "
+        "against its own test scores. The runs share the suite, seed, corrupted copies and "
+        "attacked test subset. Coverage at risk ≤ r* (SGR): the test coverage of the "
+        f"threshold calibrated (δ = {DELTA:g}) to keep the error rate among the accepted "
+        "at most r*.",
         "",
         "## Runs",
         "",
@@ -216,14 +224,17 @@ def render_compare(table: Mapping[str, Any]) -> str:
         for k in ("near", "far", "corruption", "synthetic")
         if any(r.get(f"mean_ood_auroc_{k}") is not None for r in table["scores"])
     ]
-    header = ["run", "score", "misclassification AUROC ↑", "mean OOD AUROC ↑"]
+    coverage = f"sgr_coverage_r{GUARANTEE_RISK:g}"
+    header = ["run", "score", "misclassification AUROC ↑", "AUGRC ↓",
+              f"coverage at risk ≤ {GUARANTEE_RISK:g} (SGR) ↑", "mean OOD AUROC ↑"]  # fmt: skip
     header += [f"{k} ↑" for k in kinds] + [f"value c_err={c} ↑" for c in VALUE_COSTS]
     rows = []
     for r in table["scores"]:
-        row = [r["run"], f"`{r['score']}`", r["misclassification_auroc"], r["mean_ood_auroc"]]
+        row = [r["run"], f"`{r['score']}`", r["misclassification_auroc"], r.get("augrc")]
+        row += [r.get(coverage), r["mean_ood_auroc"]]
         row += [r.get(f"mean_ood_auroc_{k}") for k in kinds]
         rows.append(row + [r.get(f"value_c_err_{c}") for c in VALUE_COSTS])
-    better = [None, None] + ["high"] * (len(header) - 2)
+    better = [None, None, "high", "low"] + ["high"] * (len(header) - 4)
     lines += [markdown_table(header, rows, better, 3), ""]
     if table["targets"] and table["epsilons"]:
         lines += [

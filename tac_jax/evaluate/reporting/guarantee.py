@@ -38,6 +38,11 @@ RISKS = (0.02, 0.05, 0.1)
 DELTA = 0.1
 SPLITS = 100
 CALIBRATION_FRACTION = 0.5
+# What calibrates the deployed threshold, and what measures it, in a report's words.
+_CALIBRATION = {
+    "validation": ("the validation split", "the test split"),
+    "test_half": ("half the test split", "its other half"),
+}
 
 
 def _checked(
@@ -164,14 +169,22 @@ def guarantee_section(
     splits: int = SPLITS,
     calibration_fraction: float = CALIBRATION_FRACTION,
     seed: int = 0,
+    calibration: str = "validation",
 ) -> dict[str, Any]:
     """``metrics.json``'s ``guarantee`` section: the settings and `guarantee_table`'s rows.
 
+    Args:
+      calibration: what ``val_*`` is: ``"validation"`` (the validation split, measured
+        on the test split) or ``"test_half"`` (a run without one: half the test split,
+        measured on the other half); the rest as in `guarantee_table`.
+
     Returns:
       ``{"delta", "risks", "methods", "splits", "calibration_fraction", "seed",
-      "val_size", "test_size", "pool": "validation+test", "rows": [...]}`` (arguments as
-      in `guarantee_table`).
+      "calibration", "val_size", "test_size", "pool", "rows": [...]}``; ``pool`` names
+      what the repeated splits draw from.
     """
+    if calibration not in _CALIBRATION:
+        raise ValueError(f"expected calibration in {sorted(_CALIBRATION)}, got {calibration!r}")
     rows = guarantee_table(
         val_scores, val_correct, test_scores, test_correct, risks=risks, delta=delta,
         methods=methods, splits=splits, calibration_fraction=calibration_fraction, seed=seed,
@@ -183,9 +196,10 @@ def guarantee_section(
         "splits": int(splits),
         "calibration_fraction": float(calibration_fraction),
         "seed": int(seed),
+        "calibration": calibration,
         "val_size": int(len(val_correct)),
         "test_size": int(len(test_correct)),
-        "pool": "validation+test",
+        "pool": "validation+test" if calibration == "validation" else "test",
         "rows": rows,
     }
 
@@ -275,14 +289,16 @@ def guarantee_lines(
         {"sgr": "SGR (Geifman & El-Yaniv, 2017)", "ltt": "Learn then Test (Angelopoulos et "
          "al., 2021)"}.get(m, m) for m in section["methods"]
     )  # fmt: skip
+    calibrated, measured = _CALIBRATION[section.get("calibration", "validation")]
+    pooled = "validation and test" if section.get("pool") != "test" else "the test split's halves"
     return [
         "## Selective classification with a guaranteed risk",
         "",
         f"Thresholds by {methods} such that the base head's error rate among the accepted "
         f"is at most r* with probability {1 - section['delta']:g} (δ = {section['delta']:g}). "
-        f"Deployed: calibrated on the validation split ({section['val_size']} examples), "
-        f"measured on the test split ({section['test_size']}); test risk is 0 when nothing "
-        f"is accepted. Splits: validation and test pooled and split at random "
+        f"Deployed: calibrated on {calibrated} ({section['val_size']} examples), "
+        f"measured on {measured} ({section['test_size']}); test risk is 0 when nothing "
+        f"is accepted. Splits: {pooled} pooled and split at random "
         f"{section['splits']} times ({section['calibration_fraction']:g} calibration); "
         f"mean ± std coverage, mean risk and the fraction of splits with risk ≤ r*.",
         "",

@@ -4,6 +4,7 @@ the per-score tables these assemble)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 from tac_jax.evaluate.engine.registry import SCORES
 from tac_jax.evaluate.ood.suites import OODSet
 from tac_jax.evaluate.reporting import tables
+from tac_jax.evaluate.reporting.guarantee import guarantee_section
 from tac_jax.metrics import Costs
 from tac_jax.metrics.calibration import ece
 
@@ -63,6 +65,13 @@ def jsonable(x: Any) -> Any:
 def summary_rows(metrics: dict[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """One row per score: the headline numbers of every section."""
     grid = metrics["value"]["c_err"]
+    # The deployed SGR threshold's test coverage at each target risk.
+    guaranteed: dict[str, dict[str, Any]] = {}
+    for g in metrics.get("guarantee", {}).get("rows", []):
+        if g["method"] == "sgr":
+            guaranteed.setdefault(g["score"], {})[f"sgr_coverage_r{g['risk']:g}"] = g[
+                "test_coverage"
+            ]
     rows = {}
     for name in names:
         mis = metrics["misclassification"][name]
@@ -74,6 +83,7 @@ def summary_rows(metrics: dict[str, Any], names: Sequence[str]) -> dict[str, dic
             "augrc": mis["augrc"],
             "acc_at_90": mis.get("acc_at_90"),
         }
+        row.update(guaranteed.get(name, {}))
         for key, value in metrics["ood"]["mean_auroc"].get(name, {}).items():
             row[f"mean_ood_auroc_{key}" if key != "all" else "mean_ood_auroc"] = value
         values = metrics["value"]["scores"][name]["value"]
@@ -126,18 +136,50 @@ def score_suite(
     return entries, raw, profiles
 
 
-def value_metrics(
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Where thresholds are chosen and where they are measured (see `threshold_split`).
+
+    Attributes:
+      split: ``"validation"`` or ``"test_half"``.
+      val_scores: every score and prediction on the examples that choose thresholds.
+      val_labels: their labels.
+      held_scores: the same on the examples that report.
+      held_labels: their labels.
+    """
+
+    split: str
+    val_scores: dict[str, np.ndarray]
+    val_labels: np.ndarray
+    held_scores: dict[str, np.ndarray]
+    held_labels: np.ndarray
+
+    @property
+    def val_correct(self) -> np.ndarray:
+        return self.val_scores["prediction"] == self.val_labels
+
+    @property
+    def held_correct(self) -> np.ndarray:
+        return self.held_scores["prediction"] == self.held_labels
+
+    def info(self) -> dict[str, Any]:
+        """``threshold_split``, ``val_size`` and ``value_test_size`` (``evaluation``)."""
+        return {
+            "threshold_split": self.split,
+            "val_size": int(len(self.val_labels)),
+            "value_test_size": int(len(self.held_labels)),
+        }
+
+
+def thresholds(
     test_scores: dict[str, np.ndarray],
     labels: np.ndarray,
     validation: dict[str, np.ndarray] | None,
     score: Score,
-    names: Sequence[str],
-    grid: list[float],
-    costs: Costs,
     seed: int,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``value`` section (per score, combined policies, references) and where its
-    thresholds came from (``threshold_split``, ``val_size``, ``value_test_size``)."""
+) -> Thresholds:
+    """The validation split scored (or the test split halved): what the value table and
+    the guaranteed-risk thresholds calibrate on, and what they report on."""
     split_name, val_index, test_index = threshold_split(len(labels), validation is not None, seed)
     if val_index is None:
         val_scores, _ = score(validation["image"])
@@ -146,16 +188,24 @@ def value_metrics(
         val_scores = {k: v[val_index] for k, v in test_scores.items()}
         val_labels = labels[val_index]
     held = {k: v[test_index] for k, v in test_scores.items()}
-    held_labels = labels[test_index]
-    val_correct = val_scores["prediction"] == val_labels
-    held_correct = held["prediction"] == held_labels
-    value = {
+    return Thresholds(split_name, val_scores, val_labels, held, labels[test_index])
+
+
+def value_metrics(
+    data: Thresholds, names: Sequence[str], grid: list[float], costs: Costs
+) -> dict[str, Any]:
+    """The ``value`` section: per score, combined policies, references; thresholds
+    chosen on ``data``'s first part, values on its second."""
+    val_scores, held, val_labels, held_labels = (
+        data.val_scores, data.held_scores, data.val_labels, data.held_labels,
+    )  # fmt: skip
+    return {
         "c_err": grid,
         "scores": tables.value_table(
             {n: val_scores[n] for n in names},
-            val_correct,
+            data.val_correct,
             {n: held[n] for n in names},
-            held_correct,
+            data.held_correct,
             c_err_grid=grid,
             costs=costs,
         ),
@@ -167,11 +217,19 @@ def value_metrics(
             c_err_grid=grid,
             costs=costs,
         ),
-        "reference": tables.reference_values(held_correct, c_err_grid=grid, costs=costs),
+        "reference": tables.reference_values(data.held_correct, c_err_grid=grid, costs=costs),
     }
-    info = {
-        "threshold_split": split_name,
-        "val_size": int(len(val_labels)),
-        "value_test_size": int(len(held_labels)),
-    }
-    return value, info
+
+
+def guarantee_metrics(data: Thresholds, names: Sequence[str], seed: int) -> dict[str, Any]:
+    """The ``guarantee`` section (`tac_jax.evaluate.reporting.guarantee`): thresholds of
+    guaranteed selective risk calibrated on ``data``'s first part, measured on its
+    second, and over repeated random splits of the two pooled."""
+    return guarantee_section(
+        {n: data.val_scores[n] for n in names},
+        data.val_correct,
+        {n: data.held_scores[n] for n in names},
+        data.held_correct,
+        seed=seed,
+        calibration=data.split,
+    )

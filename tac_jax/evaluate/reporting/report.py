@@ -11,7 +11,8 @@ number; NaN and infinities are ``null``. Its top-level keys:
   val_size, test_size, value_test_size, costs, seconds.
 - ``scores``: ``{score: {family, formula}}``.
 - ``summary``: one row per score: family, misclassification_auroc, aurc, e_aurc,
-  augrc, acc_at_90, mean_ood_auroc, mean_ood_auroc_<kind>, value_c_err_<c>.
+  augrc, acc_at_90, sgr_coverage_r<r*> (the deployed SGR threshold's test coverage),
+  mean_ood_auroc, mean_ood_auroc_<kind>, value_c_err_<c>.
 - ``accuracy``: base (the base head), tac and agreement (TAC runs).
 - ``calibration``: ece (15 bins), brier, nll of the base head's softmax.
 - ``misclassification``: ``{score: {auroc, auroc_ci, aurc, e_aurc, augrc, acc_at_80,
@@ -23,6 +24,10 @@ number; NaN and infinities are ``null``. Its top-level keys:
 - ``value``: ``c_err`` (the grid); ``scores``: ``{score: {value, threshold, coverage,
   accuracy_accepted}}`` lists along the grid; ``policies``: the same per combined
   policy; ``reference``: accept_all, reject_all, oracle.
+- ``guarantee``: thresholds of guaranteed selective risk (SGR and Learn then Test) per
+  score and target risk, calibrated where the value thresholds are, with their test
+  coverage and risk and repeated random splits
+  (`tac_jax.evaluate.reporting.guarantee.guarantee_section`).
 - ``non_finite``: ``{score: count}`` of non-finite test scores (ranked lowest).
 - ``figures``: the PNG file names.
 - ``files``: the data files beside ``metrics.json``: ``summary.csv`` and ``scores.npz``
@@ -38,6 +43,7 @@ from typing import Any
 from tac_jax.atomic_write import write_atomic
 from tac_jax.evaluate.ood.suites import KINDS
 from tac_jax.evaluate.reporting.adversarial import adversarial_lines
+from tac_jax.evaluate.reporting.guarantee import guarantee_lines
 from tac_jax.evaluate.reporting.markdown import Cell, markdown_table
 from tac_jax.evaluate.reporting.shift import shift_lines
 from tac_jax.evaluate.reporting.tables import POLICIES
@@ -519,6 +525,12 @@ def _appendix(m: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _guarantee_section(m: Mapping[str, Any]) -> list[str]:
+    if not m.get("guarantee"):
+        return []
+    return guarantee_lines(m["guarantee"], scores=list(m["summary"]))
+
+
 def render_report(metrics: Mapping[str, Any]) -> str:
     """The markdown report of a ``metrics.json`` dict."""
     sections = [
@@ -530,6 +542,7 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         _misclassification_section,
         _ood_section,
         _value_section,
+        _guarantee_section,
         _shift_section,
         _adversarial_section,
         _scores_section,
