@@ -237,21 +237,15 @@ def cmd_score(args: argparse.Namespace, extra: Sequence[str]) -> int:
                                 ("--accept-score", args.accept_score)) if v is not None]  # fmt: skip
         if given:
             raise ValueError(f"expected --risk with {', '.join(given)}, got no --risk")
-        from tac_jax.evaluate import score_file
+    from tac_jax.evaluate import score_file
 
-        out = score_file(
-            args.workdir, args.input, args.output, batch_size=args.batch_size,
-            scores=args.scores, deepest=args.deepest,
-        )  # fmt: skip
-    else:
-        from tac_jax.evaluate.engine.detector import score_and_accept
-
-        out = score_and_accept(
-            args.workdir, args.input, args.output, risk=args.risk,
-            delta=DEFAULT_DELTA if args.delta is None else args.delta,
-            method=args.guarantee or "sgr", accept_score=args.accept_score,
-            batch_size=args.batch_size, scores=args.scores, deepest=args.deepest,
-        )  # fmt: skip
+    out = score_file(
+        args.workdir, args.input, args.output, batch_size=args.batch_size,
+        scores=args.scores, deepest=args.deepest, risk=args.risk,
+        delta=DEFAULT_DELTA if args.delta is None else args.delta,
+        method=args.guarantee or "sgr", accept_score=args.accept_score,
+    )  # fmt: skip
+    if args.risk is not None:
         print(
             f"accepted {int(out['accept'].sum())} of {out['accept'].size} inputs by "
             f"{out['accept_score']} >= {float(out['accept_threshold']):g} "

@@ -3,9 +3,13 @@ every step and then sleeps, so a test can signal the command mid-run.
 
 Usage: python _cli_worker.py SLEEP_SECONDS TAC_JAX_ARGUMENTS...
 
+With ``HOLD_AT=n`` in the environment the hook stops at step ``n`` for good (until the
+test kills the process), so the test can wait for earlier saves to land first.
+
 Exits with the command's own exit code.
 """
 
+import os
 import sys
 import time
 
@@ -17,9 +21,11 @@ def main() -> int:
 
     train = loop.train_and_evaluate
 
+    hold = int(os.environ.get("HOLD_AT", "0"))
+
     def hook(step, state, metrics):
         print(f"STEP {step}", flush=True)
-        time.sleep(sleep)
+        time.sleep(3600 if step == hold else sleep)
 
     def slowed(config, workdir, **kwargs):
         return train(config, workdir, hooks=[hook], **kwargs)

@@ -193,13 +193,13 @@ def test_a_changed_config_is_refused_and_fresh_sets_the_old_run_aside(copy, caps
     assert identity["model.features"] == [16] and "steps" not in identity
 
 
-def start(workdir, *more: str, sleep: float = 0.25) -> subprocess.Popen:
+def start(workdir, *more: str, sleep: float = 0.25, hold: int = 0) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(CLI_WORKER), str(sleep), *train_args(workdir, *more)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cpu_env(1),
+        env={**cpu_env(1), "HOLD_AT": str(hold)},
         cwd=ROOT,
     )
 
@@ -250,7 +250,7 @@ def test_sigterm_exits_75_and_the_unfinished_run_is_refused_until_resumed(
 @pytest.mark.slow
 def test_a_second_training_is_refused_and_kill_9_leaves_no_stale_lock(trained, tmp_path, capsys):
     workdir = tmp_path / "run"
-    procs = [start(workdir, f"--config.seed={seed}") for seed in (0, 1)]
+    procs = [start(workdir, f"--config.seed={seed}", hold=6) for seed in (0, 1)]
     try:
         # Whichever locks first trains; the other is refused at once, before writing.
         deadline = time.monotonic() + 120
@@ -265,7 +265,11 @@ def test_a_second_training_is_refused_and_kill_9_leaves_no_stale_lock(trained, t
             f"tac-jax train: error: expected no other training in {workdir}, got one "
             f"(pid {winner.pid} on "
         )
+        # The winner holds at step 6 until killed: wait for its step-4 save to land.
         read_until(winner, "STEP 6")
+        while latest_step(workdir / "ckpt") != 4:
+            assert time.monotonic() < deadline, "the step-4 checkpoint never landed"
+            time.sleep(0.05)
         winner.send_signal(signal.SIGKILL)
         winner.wait(timeout=30)
     finally:

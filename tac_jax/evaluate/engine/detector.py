@@ -8,7 +8,7 @@ trained run's directory), and the way to use the scores on a model of one's own
 (`fit`: training arrays, and a validation split for the scores fitted on held-out data),
 and scores arrays (`score`); `fit` can first train a TAC add-on on the frozen model.
 `Detector.calibrate` thresholds a score at a guaranteed selective risk on validation
-data, and `score_and_accept` (``tac-jax score --risk``) applies it to an array file.
+data, and `Detector.acceptance` applies it (``tac-jax score --risk``).
 
 >>> det = Detector.from_module(model, variables, x_train[:1])  # doctest: +SKIP
 >>> det.fit(x_train, y_train, tac_steps=2000)  # doctest: +SKIP
@@ -44,7 +44,6 @@ from tac_jax.evaluate.engine.registry import (
 )
 from tac_jax.evaluate.engine.scoring import (
     check_inputs,
-    check_output,
     compute_scores,
     drop_unfitted,
     fit_validation,
@@ -391,99 +390,42 @@ class Detector:
         correct = scores["prediction"] == np.asarray(labels)
         return calibrate(finite(scores[name]), correct, risk, delta, method)
 
+    def acceptance(
+        self,
+        name: str,
+        scores: Mapping[str, np.ndarray],
+        risk: float,
+        delta: float = 0.1,
+        method: str = "sgr",
+        log: Log | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Which inputs to accept at a guaranteed risk: `calibrate` on the run's
+        validation split, applied to ``scores`` (this detector's `score` of the inputs).
 
-def score_and_accept(
-    workdir: str | os.PathLike,
-    input_path: str | os.PathLike,
-    output_path: str | os.PathLike,
-    *,
-    risk: float,
-    delta: float = 0.1,
-    method: str = "sgr",
-    accept_score: str | None = None,
-    batch_size: int = DEFAULT_BATCH,
-    scores: Sequence[str] | None = None,
-    max_fit: int = MAX_FIT,
-    seed: int = 0,
-    deepest: int | None = None,
-    fuse_weight: float | None = None,
-    log: Log | None = None,
-) -> dict[str, np.ndarray]:
-    """`tac_jax.evaluate.score_file`, plus which inputs to accept at a guaranteed risk.
+        Returns:
+          ``accept`` ``(N,)`` bool (``score >= accept_threshold``: trust the base head's
+          ``prediction``), ``accept_score`` (the score's name), ``accept_threshold``
+          (``inf``: reject all), ``accept_risk`` (``r*``), ``accept_delta``,
+          ``accept_method``, and on the validation split ``accept_coverage``,
+          ``accept_calibration_risk`` and ``accept_calibration_size``.
+        """
+        from tac_jax.evaluate.reporting.tables import finite
 
-    The threshold on one score is calibrated on the run's validation split
-    (`Detector.calibrate`) and applied to the file's inputs. Everything is checked
-    before any scoring: the target, the output path, the inputs, and that the run has a
-    validation split.
-
-    Args:
-      workdir, input_path, output_path, batch_size, scores, max_fit, seed, deepest,
-        fuse_weight, log: as for `tac_jax.evaluate.score_file`.
-      risk: the target selective risk ``r*`` in (0, 1).
-      delta: ``δ`` in (0, 1): the guarantee holds with probability ``>= 1 - δ``.
-      method: ``"sgr"`` (default) or ``"ltt"``.
-      accept_score: the score thresholded (default: the first of ``scores``, else
-        ``msp``); computed even if ``scores`` leaves it out.
-
-    Returns:
-      What was written: `score_file`'s arrays, and ``accept`` ``(N,)`` bool (``score >=
-      accept_threshold``: the base head's ``prediction`` is to be trusted),
-      ``accept_score`` (the score's name), ``accept_threshold`` (``inf``: reject all),
-      ``accept_risk`` (``r*``), ``accept_delta``, ``accept_method``, and on the
-      validation split ``accept_coverage``, ``accept_calibration_risk`` and
-      ``accept_calibration_size``.
-
-    Raises:
-      ValueError: on a bad target, score, output or input, or a run without a
-        validation split.
-
-    >>> out = score_and_accept("runs/smoke_tac", "x.npy", "s.npz", risk=0.05)  # doctest: +SKIP
-    >>> bool(np.all(out["accept"] == (out["msp"] >= out["accept_threshold"])))  # doctest: +SKIP
-    True
-    """
-    from tac_jax.atomic_write import atomic_path
-    from tac_jax.data.arrays import load_array
-    from tac_jax.evaluate.reporting.tables import finite
-
-    risk, delta = check_guarantee(risk, delta, method)
-    name = accept_score or (scores[0] if scores else "msp")
-    if name not in SCORES:
-        raise ValueError(f"expected a score name from {list(SCORES)} to accept by, got {name!r}")
-    if scores is not None and name not in scores:
-        scores = [*scores, name]
-    check_output(output_path, input_path)
-    images = check_inputs(load_array(input_path))
-    detector = Detector.from_run(
-        workdir, scores=scores, deepest=deepest, fuse_weight=fuse_weight,
-        batch_size=batch_size, max_fit=max_fit, seed=seed, fit=False, log=log,
-    )  # fmt: skip
-    validation = detector.splits.get("validation")
-    if validation is None:
-        raise ValueError(
-            f"expected a run with a validation split to calibrate the threshold on "
-            f"(config.data.validation_fraction > 0), got none in {workdir}"
-        )
-    detector.fit_run(max_fit=max_fit, seed=seed, log=log)
-    if log:
-        log(f"calibrating {name} on {len(validation['label'])} validation examples ({method})")
-    cal = detector.calibrate(name, risk, delta, method)
-    if log:
-        log(f"scoring {len(images)} inputs from {input_path}")
-    result = detector.score(images)
-    result |= {
-        "accept": accept(finite(result[name]), cal.threshold),
-        "accept_score": np.asarray(name),
-        "accept_threshold": np.float64(cal.threshold),
-        "accept_risk": np.float64(risk),
-        "accept_delta": np.float64(delta),
-        "accept_method": np.asarray(method),
-        "accept_coverage": np.float64(cal.coverage),
-        "accept_calibration_risk": np.float64(cal.risk),
-        "accept_calibration_size": np.int64(len(validation["label"])),
-    }
-    with atomic_path(output_path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **result)
-    return result
+        split = (self.splits or {}).get("validation")
+        if log and split is not None:
+            log(f"calibrating {name} on {len(split['label'])} validation examples ({method})")
+        cal = self.calibrate(name, risk, delta, method)
+        return {
+            "accept": accept(finite(scores[name]), cal.threshold),
+            "accept_score": np.asarray(name),
+            "accept_threshold": np.float64(cal.threshold),
+            "accept_risk": np.float64(risk),
+            "accept_delta": np.float64(delta),
+            "accept_method": np.asarray(method),
+            "accept_coverage": np.float64(cal.coverage),
+            "accept_calibration_risk": np.float64(cal.risk),
+            "accept_calibration_size": np.int64(len(split["label"])),
+        }
 
 
 def _module_setup(module: Mapping[str, Any], *, tac_steps: int, validation: bool):

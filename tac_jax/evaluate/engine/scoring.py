@@ -47,6 +47,7 @@ from tac_jax.evaluate.engine.registry import (
     score_passes,
     with_uses,
 )
+from tac_jax.metrics.guarantee import check_guarantee
 from tac_jax.run import FITTED_FILE, REPORT_DIR
 from tac_jax.scores.entry import HeldData, Options, View
 from tac_jax.scores.tac import batch_outputs
@@ -425,9 +426,14 @@ def score_file(
     seed: int = 0,
     deepest: int | None = None,
     fuse_weight: float | None = None,
+    risk: float | None = None,
+    delta: float = 0.1,
+    method: str = "sgr",
+    accept_score: str | None = None,
     log: Log | None = None,
 ) -> dict[str, np.ndarray]:
-    """Scores every input of an array file with a trained run and writes an ``.npz``.
+    """Scores every input of an array file with a trained run and writes an ``.npz``;
+    with ``risk``, also which inputs to accept at that guaranteed selective risk.
 
     The inputs are in the dataset's raw format: uint8 ``(N, H, W[, C])`` or floats in
     [0, 1], in a ``.npy``, ``.npz`` or IDX file; the run's own preprocessing is applied.
@@ -445,15 +451,25 @@ def score_file(
       deepest: TAC's scores on the deepest this many tapped layers (0: all); default:
         the run's ``config.tac.score_deepest``.
       fuse_weight: ``tac_fused``'s λ (default: the run's ``config.tac.fuse_weight``).
+      risk: a target selective risk ``r*`` in (0, 1): a threshold on ``accept_score`` is
+        calibrated on the run's validation split (`Detector.calibrate`) such that the
+        base head's error rate among the accepted is at most ``r*`` with probability
+        ``1 - delta``, and applied to the inputs (`Detector.acceptance`).
+      delta: ``δ`` in (0, 1).
+      method: ``"sgr"`` (default) or ``"ltt"`` (`tac_jax.metrics.guarantee`).
+      accept_score: the score thresholded (default: the first of ``scores``, else
+        ``msp``); computed even if ``scores`` leaves it out.
       log: optional progress callback.
 
     Returns:
       What was written: ``prediction`` (the base head's argmax), ``tac_prediction`` and
-      ``tac_soft_prediction`` (TAC runs) and one ``(N,)`` float32 array per score, under its name.
+      ``tac_soft_prediction`` (TAC runs) and one ``(N,)`` float32 array per score, under its name;
+      with ``risk``, the ``accept*`` arrays of `Detector.acceptance`.
 
     Raises:
       ValueError: if the inputs have the wrong shape, dtype or values (NaNs, floats
-        outside [0, 1]).
+        outside [0, 1]), on a bad target, or with ``risk`` on a run without a validation
+        split; every argument and the inputs are checked before any fitting or scoring.
       FileNotFoundError: if the file or the run's checkpoint is missing.
 
     >>> score_file("runs/smoke_tac", "x.npy", "scores.npz")["tac"].shape  # doctest: +SKIP
@@ -463,6 +479,17 @@ def score_file(
 
     check_output(output_path, input_path)
     check_request(scores, batch_size=batch_size, max_fit=max_fit)
+    if risk is not None:
+        check_guarantee(risk, delta, method)
+        accept_score = accept_score or (scores[0] if scores else "msp")
+        if accept_score not in SCORES:
+            raise ValueError(
+                f"expected a score name from {list(SCORES)} to accept by, got {accept_score!r}"
+            )
+        if scores is not None and accept_score not in scores:
+            scores = [*scores, accept_score]
+    elif accept_score is not None:
+        raise ValueError(f"expected a risk to accept by {accept_score!r}, got none")
     images = read_inputs(input_path)
     detector = Detector.from_run(
         workdir,
@@ -473,12 +500,21 @@ def score_file(
         batch_size=min(batch_size, max(len(images), max_fit)),
         max_fit=max_fit,
         seed=seed,
+        fit=False,
         log=log,
     )
+    if risk is not None and detector.splits.get("validation") is None:
+        raise ValueError(
+            f"expected a run with a validation split to calibrate the threshold on "
+            f"(config.data.validation_fraction > 0), got none in {workdir}"
+        )
     images = _named(input_path, lambda: check_batchable(images, detector.setup.input_shape))
+    detector.fit_run(max_fit=max_fit, seed=seed, log=log)
     if log:
         log(f"scoring {len(images)} inputs from {input_path}")
     result = detector.score(images)
+    if risk is not None:
+        result |= detector.acceptance(accept_score, result, risk, delta, method, log=log)
     # At exactly this path (a file object: np.savez adds no ".npz"), atomically: the
     # previous file survives a failed write.
     with atomic_path(output_path) as tmp, open(tmp, "wb") as f:
