@@ -9,6 +9,7 @@ is its section ("1", "2", ...) or its language ("en", "de", ...).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections import Counter
@@ -82,6 +83,19 @@ def page_name(path: str) -> str:
     """
     name = os.path.basename(path)
     return name[:-3] if name.endswith(".gz") else name
+
+
+def _page_text(path: str) -> str | None:
+    """A page's plain text (None for a ``.so`` redirect), parsed once per process per
+    version of the file: training, validation and the text OOD suite read the same pages."""
+    stat = os.stat(path)
+    return _parsed(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=50_000)
+def _parsed(path: str, mtime_ns: int, size: int) -> str | None:
+    source = read_source(path)
+    return None if is_redirect(source) else troff_to_text(source, header=False)
 
 
 def manpage_corpus(
@@ -165,10 +179,9 @@ def manpage_corpus(
                     continue
                 if allowed is not None and path not in allowed:
                     continue
-                source = read_source(path)
-                if is_redirect(source):
+                text = _page_text(path)
+                if text is None:
                     continue
-                text = troff_to_text(source, header=False)
                 digest = hashlib.sha1(text.encode("utf-8")).digest()
                 if len(text) < min_chars or digest in seen:
                     continue
