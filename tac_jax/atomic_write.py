@@ -18,7 +18,9 @@ from collections.abc import Iterator
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """A temporary path to write; renamed to ``path`` when the block ends without error.
 
-    On an error the temporary file is removed and ``path`` is left as it was.
+    On an error the temporary file is removed and ``path`` is left as it was. An
+    `OSError` of the write itself (a full disk, a read-only folder) is raised again
+    naming ``path``.
 
     Args:
       path: the destination file; its folder must exist.
@@ -40,6 +42,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        if e.filename not in (None, tmp) or e.errno is None:
+            raise
+        # A full disk or a read-only folder: the error names the destination, not the
+        # temporary file (a write's own error names no file at all).
+        raise type(e)(e.errno, e.strerror, path) from e
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)

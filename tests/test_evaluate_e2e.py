@@ -126,6 +126,16 @@ def test_evaluate_run_writes_the_report_metrics_and_figures(runs):
         "reliability.png",
     } <= set(metrics["figures"])
     assert (out / "fitted.npz").exists()
+    # What a fit chose is said in words: MaxLogit-pNorm's p (or the MSP it fell back to).
+    from tac_jax.evaluate.engine.fitted import load_fitted
+    from tac_jax.evaluate.engine.registry import SCORES as REGISTRY
+
+    chosen = load_fitted(out / "fitted.npz").stats["maxlogit_pnorm"]
+    said = metrics["scores"]["maxlogit_pnorm"]["fitted"]
+    assert said == REGISTRY["maxlogit_pnorm"].fitted_note(chosen)
+    assert said.startswith("the MSP") == bool(chosen["msp_fallback"])
+    assert "fitted" not in metrics["scores"]["msp"]
+    assert f"this run: {said}" in text
     # Every example's scores and the summary table, beside metrics.json; no temporaries.
     assert metrics["files"] == ["summary.csv", "scores.npz"]
     assert "`scores.npz`" in text and "`summary.csv`" in text

@@ -286,3 +286,44 @@ def test_a_second_training_is_refused_and_kill_9_leaves_no_stale_lock(trained, t
     assert RunDir(workdir).finished()
     if seed == 0:
         assert_same_params(workdir, trained[1], exact=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: a disk that fills up for real (mounting one needs root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def fill(disk) -> None:
+    with open(disk / "filler", "wb") as f, pytest.raises(OSError, match="No space left"):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_previous_output_and_is_one_line(trained, small_disk, capsys):
+    x = small_disk / "x.npy"
+    np.save(x, np.zeros((4, 28, 28), np.uint8))
+    out = small_disk / "scores.npz"
+    args = ["score", "--workdir", str(trained[0]), "--input", str(x), "--output", str(out)]
+    assert cli.main([*args, "--scores", "msp"]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    fill(small_disk)
+    # The same command on the full disk: one line naming the output, exit 2; the previous
+    # scores stay whole and no temporary file is left.
+    assert cli.main([*args, "--scores", "msp,energy"]) == 2
+    assert one_line(capsys.readouterr().err) == (
+        f"tac-jax score: error: No space left on device: {out}"
+    )
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "scores.npz", "x.npy"]

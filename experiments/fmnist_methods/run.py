@@ -20,6 +20,7 @@ from tac_jax.config_io import load_config
 from tac_jax.demo import run_demo
 from tac_jax.evaluate import evaluate_run
 from tac_jax.evaluate.reporting.compare import METRICS, compare_runs
+from tac_jax.run import RunDir
 from tac_jax.train.loop import train_and_evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +61,9 @@ def main() -> None:
     run_demo(tac_dir, config=CONFIG, base_steps=args.steps, tac_steps=args.steps,
              num_ood=args.num_ood, bootstrap=args.bootstrap, seed=args.seed,
              evaluate=False)  # fmt: skip
+    if not RunDir(tac_dir).finished():
+        # SIGTERM stopped a training (run_demo returns None either way): rerun to resume.
+        raise SystemExit(f"tac: {RunDir(tac_dir).progress().describe()}; rerun to resume")
     evaluate(tac_dir)
     workdirs, labels = [tac_dir], ["tac"]
     methods = [m for m in args.methods.split(",") if m]

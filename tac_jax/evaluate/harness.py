@@ -331,7 +331,7 @@ def _measure(
             detector.run.path, setup, detector.step, splits, detector.forward.layers
         ),
         "split_info": held.info(),
-        "scores": {n: {"family": SCORES[n].family, "formula": SCORES[n].formula} for n in names},
+        "scores": {n: _score_info(n, detector.fitted) for n in names},
         "accuracy": accuracy,
         "calibration": tables.calibration_metrics(test_out["logits"], labels),
         "misclassification": tables.misclassification_table(
@@ -360,6 +360,17 @@ def _measure(
     metrics["shift"] = shift.shift_table(ood, clean)
     scored = _Scored(score, test["image"], labels, test_scores, test_out, ood_scores, profiles)
     return metrics, scored
+
+
+def _score_info(name: str, fitted: Any) -> dict[str, str]:
+    """``metrics.json``'s entry of a score: family, formula and, where its fit chose
+    something (`tac_jax.scores.entry.Score.fitted_note`), what it chose on this run."""
+    entry = SCORES[name]
+    info = {"family": entry.family, "formula": entry.formula}
+    stats = fitted.stats.get(name) if fitted is not None else None
+    if entry.fitted_note is not None and stats is not None:
+        info["fitted"] = entry.fitted_note(stats)
+    return info
 
 
 def _write(

@@ -86,6 +86,8 @@ class Score:
       uses: other scores it is built from (fitted first, computed through the `View`).
       blockwise: it reads TAC's activation per tapped layer (needs the code width).
       fitted_what: how an error names its statistics when they are missing.
+      fitted_note: ``stats → str``: what the fit chose, in words, for a report (e.g. the
+        ``p`` of MaxLogit-pNorm); None when there is nothing to say.
     """
 
     name: str
@@ -99,6 +101,7 @@ class Score:
     uses: tuple[str, ...] = ()
     blockwise: bool = False
     fitted_what: str = "fitted statistics"
+    fitted_note: Callable[[Stats], str] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def fitted(self) -> bool:

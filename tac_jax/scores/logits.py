@@ -451,5 +451,9 @@ ENTRIES = (
         needs=("fit", "validation"),
         fit_held=_fit_pnorm,
         fitted_what="MaxLogit-pNorm's order p (chosen on a validation split with errors)",
+        fitted_note=lambda s: (
+            "the MSP (no p had a lower validation AURC)" if s["msp_fallback"]
+            else f"p = {float(s['p']):g}" if float(s["p"]) else "no normalisation (p = 0)"
+        ),
     ),
 )  # fmt: skip

@@ -18,10 +18,12 @@ def train(config: Any, workdir: str | os.PathLike, **kwargs: Any) -> dict[str, A
       config: a config's name (``"smoke"``, ``"demo:base"``), a config file
         (``"path/to/config.py[:ARG]"``) or an ``ml_collections.ConfigDict``.
       workdir: the run's directory (checkpoints, metrics).
-      **kwargs: passed on to `tac_jax.train.loop.train_and_evaluate` (``hooks``).
+      **kwargs: passed on to `tac_jax.train.loop.train_and_evaluate` (``hooks``, and
+        ``fresh=True`` to set an earlier run of another config aside and start again).
 
     Returns:
-      The run's final metrics (as in ``WORKDIR/final_metrics.json``).
+      The run's final metrics (as in ``WORKDIR/final_metrics.json``); ``{"step",
+      "steps", "preempted": True}`` when SIGTERM stopped it (call again to resume).
 
     Raises:
       TypeError: if ``config`` is none of those.

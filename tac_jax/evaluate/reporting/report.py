@@ -9,7 +9,8 @@ number; NaN and infinities are ``null``. Its top-level keys:
 - ``evaluation``: command, suite, num_ood, severities, bootstrap, seed, scores,
   fit_examples, knn_k, max_fit, threshold_split (``"validation"`` or ``"test_half"``),
   val_size, test_size, value_test_size, costs, seconds.
-- ``scores``: ``{score: {family, formula}}``.
+- ``scores``: ``{score: {family, formula, [fitted]}}``; ``fitted`` says what a fit chose
+  on this run (MaxLogit-pNorm's p).
 - ``summary``: one row per score: family, misclassification_auroc, aurc, e_aurc,
   augrc, acc_at_90, sgr_coverage_r<r*> (the deployed SGR threshold's test coverage),
   mean_ood_auroc, mean_ood_auroc_<kind>, value_c_err_<c>.
@@ -440,7 +441,14 @@ def _fit_sentence(ev: Mapping[str, Any]) -> str:
 
 
 def _scores_section(m: Mapping[str, Any]) -> list[str]:
-    rows = [[f"`{n}`", s["family"], s["formula"]] for n, s in m["scores"].items()]
+    rows = [
+        [
+            f"`{n}`",
+            s["family"],
+            s["formula"] + (f"; this run: {s['fitted']}" if "fitted" in s else ""),
+        ]
+        for n, s in m["scores"].items()
+    ]
     lines = [
         "## Scores",
         "",
