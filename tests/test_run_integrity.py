@@ -327,3 +327,20 @@ def test_a_full_disk_keeps_the_previous_output_and_is_one_line(trained, small_di
     )
     assert out.read_bytes() == before
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "scores.npz", "x.npy"]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_save_on_a_full_disk_fails_and_the_same_command_recovers(small_disk, capsys):
+    # 1 MiB with 0.7 MiB taken: the config and logs fit, the checkpoints do not all fit.
+    with open(small_disk / "filler", "wb") as f:
+        f.write(b"\0" * (700 * 1024))
+    workdir = small_disk / "run"
+    assert cli.main(train_args(workdir)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("tac-jax train: error: ") and "RESOURCE_EXHAUSTED" in err
+    assert not RunDir(workdir).finished() and latest_step(workdir / "ckpt") in (None, 4)
+    assert not (workdir / "final_metrics.json").exists()
+    # Space freed, the same command trains the run to its end: nothing half-saved counts.
+    (small_disk / "filler").unlink()
+    assert cli.main(train_args(workdir)) == 0
+    assert RunDir(workdir).finished() and latest_step(workdir / "ckpt") == 8
